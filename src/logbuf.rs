@@ -1,0 +1,1 @@
+//! logbuf: (to be written)

@@ -1,0 +1,1 @@
+//! logger: (to be written)
