@@ -337,13 +337,24 @@ impl Rootfs {
     /// with mknod, so root only). Without it /dev is empty, as in an initramfs before devtmpfs.
     pub fn docker_dev(&self) -> &Self {
         use rustix::fs::{CWD, FileType, Mode, makedev, mknodat};
-        let nodes = [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8)];
+        let nodes = [
+            ("null", 1, 3),
+            ("zero", 1, 5),
+            ("full", 1, 7),
+            ("random", 1, 8),
+        ];
         let more = [("urandom", 1, 9), ("tty", 5, 0)];
         for (name, major, minor) in nodes.into_iter().chain(more) {
             let p = self.path().join("dev").join(name);
             let mode = Mode::from_raw_mode(0o666);
-            mknodat(CWD, &p, FileType::CharacterDevice, mode, makedev(major, minor))
-                .unwrap_or_else(|e| panic!("mknod {}: {e}", p.display()));
+            mknodat(
+                CWD,
+                &p,
+                FileType::CharacterDevice,
+                mode,
+                makedev(major, minor),
+            )
+            .unwrap_or_else(|e| panic!("mknod {}: {e}", p.display()));
             // mknod applies the umask: set the mode Docker has.
             fs::set_permissions(&p, fs::Permissions::from_mode(0o666)).unwrap();
         }
