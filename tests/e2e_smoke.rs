@@ -176,3 +176,114 @@ mod harness {
         );
     }
 }
+
+/// The demo must stay valid without the binary too: every file parses as TOML and uses only keys
+/// of the native format (DESIGN.md §4). `check_accepts_the_readme_demo` checks it with init itself.
+#[test]
+fn readme_demo_files_use_only_native_keys() {
+    const TOP: &[&str] = &[
+        "name",
+        "command",
+        "working-directory",
+        "user",
+        "group",
+        "umask",
+        "start-delay",
+        "autostart",
+        "oneshot",
+        "requires",
+        "start-after",
+        "after",
+        "wants",
+        "conflicts",
+        "shutdown-after",
+        "ready",
+        "stdout",
+        "stderr",
+        "stdout-rotate-keep",
+        "stdout-rotate-size",
+        "stdout-should-append-timestamp-to-filename",
+        "forward-signals",
+        "log-buffer",
+        "start",
+        "start-timeout",
+        "idle-timeout",
+        "signal-rewrite",
+        "restart",
+        "healthiness",
+        "health",
+        "failure",
+        "termination",
+        "environment",
+        "resource-limit",
+        "socket",
+        "proxy",
+    ];
+    const TABLES: &[(&str, &[&str])] = &[
+        (
+            "restart",
+            &[
+                "strategy",
+                "backoff",
+                "max-backoff",
+                "attempts",
+                "reset-after",
+            ],
+        ),
+        (
+            "healthiness",
+            &[
+                "http-endpoint",
+                "tcp-endpoint",
+                "command",
+                "file-path",
+                "interval",
+                "timeout",
+                "start-period",
+                "max-failed",
+                "on-unhealthy",
+            ],
+        ),
+        ("failure", &["successful-exit-code", "strategy"]),
+        ("termination", &["signal", "wait", "die-if-failed"]),
+    ];
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&demo).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        seen += 1;
+        let text = std::fs::read_to_string(&path).unwrap();
+        let doc =
+            toml::de::DeTable::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        for (key, value) in doc.get_ref() {
+            let key = key.get_ref().as_ref();
+            assert!(TOP.contains(&key), "{}: unknown key {key}", path.display());
+            if let Some((_, keys)) = TABLES.iter().find(|(t, _)| *t == key) {
+                let toml::de::DeValue::Table(sub) = value.get_ref() else {
+                    panic!("{}: {key} should be a table", path.display());
+                };
+                for k in sub.keys() {
+                    let k = k.get_ref().as_ref();
+                    assert!(
+                        keys.contains(&k),
+                        "{}: unknown key {key}.{k}",
+                        path.display()
+                    );
+                }
+            }
+        }
+        // `${VAR}` is expanded in values (Horust compatibility): the demo must not depend on it.
+        assert!(
+            !text.contains('$'),
+            "{}: avoid `$` in the demo",
+            path.display()
+        );
+    }
+    assert!(
+        seen >= 5,
+        "expected the demo's five services, found {seen} files"
+    );
+}
