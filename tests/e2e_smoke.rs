@@ -287,3 +287,48 @@ fn readme_demo_files_use_only_native_keys() {
         "expected the demo's five services, found {seen} files"
     );
 }
+
+/// Level 3: the binary as the kernel's first process in an initramfs, under qemu. A oneshot asks
+/// for a power-off (SIGUSR2 to PID 1 powers off a system init, DESIGN.md §5), and the boot passes
+/// when the kernel prints `reboot: Power down` with no panic on the way.
+#[test]
+fn boots_as_initramfs_init_and_powers_off() {
+    let Some(kernel) = common::boot_prereqs() else {
+        return;
+    };
+    let rootfs = Rootfs::new();
+    rootfs.service(
+        "halt",
+        "command = [\"/bin/sh\", \"-c\", \"echo BOOT-SERVICE-RAN; kill -USR2 1\"]\noneshot = true\n",
+    );
+    let boot = common::boot(&kernel, &rootfs, "", std::time::Duration::from_secs(120));
+    assert!(
+        boot.console.contains("BOOT-SERVICE-RAN"),
+        "the service never ran: {boot:#?}"
+    );
+    assert!(boot.powered_off(), "no clean power-off: {boot:#?}");
+}
+
+mod harness_boot {
+    use super::common::{Rootfs, boot, boot_prereqs};
+    use std::time::Duration;
+
+    /// The boot harness itself (kernel, cpio writer, qemu line, console capture) with a shell
+    /// script as /init: `poweroff -f` is busybox's direct reboot(RB_POWER_OFF) inside the VM.
+    #[test]
+    fn boot_harness_runs_a_script_init_and_sees_the_power_off() {
+        let Some(kernel) = boot_prereqs() else { return };
+        let rootfs = Rootfs::new();
+        std::fs::remove_file(rootfs.host_path("init")).unwrap();
+        rootfs.file(
+            "init",
+            "#!/bin/sh\necho HARNESS-BOOT-OK \"$@\"\npoweroff -f\n",
+        );
+        let init = rootfs.host_path("init");
+        std::fs::set_permissions(&init, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let b = boot(&kernel, &rootfs, "one two", Duration::from_secs(120));
+        assert!(b.console.contains("HARNESS-BOOT-OK one two"), "{b:#?}");
+        assert!(b.powered_off(), "{b:#?}");
+    }
+}

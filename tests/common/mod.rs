@@ -861,3 +861,177 @@ pub fn check(dir: &Path) -> Run {
     cmd.arg(dir);
     run_cmd(cmd, QUICK)
 }
+
+// ---------------------------------------------------------------------------------------- boot (qemu)
+
+/// The kernel for boot tests: `$INIT_E2E_KERNEL`, else `target/e2e-kernel/vmlinuz` (what `.ci/run`
+/// fetches: Debian's cloud kernel). `None` after [`skip_or_fail`] when there is none or no qemu.
+pub fn boot_prereqs() -> Option<PathBuf> {
+    if which("qemu-system-x86_64").is_none() {
+        skip_or_fail("qemu-system-x86_64 not in PATH (apt-get install qemu-system-x86)");
+        return None;
+    }
+    let kernel = std::env::var_os("INIT_E2E_KERNEL")
+        .filter(|k| !k.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/e2e-kernel/vmlinuz"));
+    if !kernel.is_file() {
+        skip_or_fail(&format!(
+            "no kernel at {} (set INIT_E2E_KERNEL, or run .ci/run to fetch it)",
+            kernel.display()
+        ));
+        return None;
+    }
+    if busybox().is_none() || init_bin().is_none() {
+        skip_or_fail("no static busybox or no static init binary");
+        return None;
+    }
+    Some(kernel)
+}
+
+/// An uncompressed `newc` cpio archive of `root` (what the kernel unpacks as the initramfs), every
+/// entry owned by root, plus `/dev/console` (5:1) so the console exists before devtmpfs.
+pub fn cpio_newc(root: &Path) -> Vec<u8> {
+    use std::os::unix::fs::MetadataExt;
+    fn entry(out: &mut Vec<u8>, ino: u32, name: &str, mode: u32, rdev: (u32, u32), data: &[u8]) {
+        let fields = [
+            ino,
+            mode,
+            0,
+            0,
+            1,
+            0,
+            data.len() as u32,
+            0,
+            0,
+            rdev.0,
+            rdev.1,
+            name.len() as u32 + 1,
+            0,
+        ];
+        out.extend_from_slice(b"070701");
+        for f in fields {
+            out.extend_from_slice(format!("{f:08x}").as_bytes());
+        }
+        out.extend_from_slice(name.as_bytes());
+        out.push(0);
+        while !out.len().is_multiple_of(4) {
+            out.push(0);
+        }
+        out.extend_from_slice(data);
+        while !out.len().is_multiple_of(4) {
+            out.push(0);
+        }
+    }
+    fn walk(dir: &Path, rel: &str, out: &mut Vec<(String, PathBuf)>) {
+        let mut names: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        names.sort();
+        for p in names {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            let r = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            let is_dir = fs::symlink_metadata(&p).unwrap().is_dir();
+            out.push((r.clone(), p.clone()));
+            if is_dir {
+                walk(&p, &r, out);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(root, "", &mut files);
+    let mut out = Vec::new();
+    let mut ino = 1;
+    for (rel, path) in &files {
+        let m = fs::symlink_metadata(path).unwrap();
+        let data = if m.file_type().is_symlink() {
+            fs::read_link(path)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+                .into_bytes()
+        } else if m.is_file() {
+            fs::read(path).unwrap()
+        } else {
+            Vec::new()
+        };
+        let rdev = m.rdev();
+        let rdev = (rustix::fs::major(rdev), rustix::fs::minor(rdev));
+        entry(&mut out, ino, rel, m.mode(), rdev, &data);
+        ino += 1;
+        if rel == "dev" && !root.join("dev/console").exists() {
+            entry(&mut out, ino, "dev/console", 0o020600, (5, 1), &[]);
+            ino += 1;
+        }
+    }
+    entry(&mut out, 0, "TRAILER!!!", 0, (0, 0), &[]);
+    out
+}
+
+/// What a boot printed on the serial console, and whether it ended the way a clean power-off does.
+#[derive(Debug)]
+pub struct Boot {
+    pub console: String,
+    /// qemu's exit code; `None` when it was killed at the deadline. qemu exits 0 after a kernel
+    /// panic too (with `panic=-1 -no-reboot`), so never judge by this alone: see [`Boot::powered_off`].
+    pub code: Option<i32>,
+}
+
+impl Boot {
+    /// `reboot: Power down` printed and no `Kernel panic` (init exiting panics the kernel).
+    pub fn powered_off(&self) -> bool {
+        self.console.contains("reboot: Power down") && !self.console.contains("Kernel panic")
+    }
+}
+
+/// Boot `rootfs` as an initramfs (its /init is the kernel's first process) under qemu TCG with the
+/// serial console on stdout; `init_args` follow `--` on the kernel command line (they become
+/// /init's argv). KVM is never used: here it hangs (`kvm_pvm`), so the harness does not try it.
+/// ~3 s per boot on a quiet machine; the deadline is generous because the machine is shared.
+pub fn boot(kernel: &Path, rootfs: &Rootfs, init_args: &str, timeout: Duration) -> Boot {
+    let dir = TempDir::new("boot");
+    let initrd = dir.path().join("initrd.cpio");
+    fs::write(&initrd, cpio_newc(rootfs.path())).unwrap();
+    let mut append = String::from("console=ttyS0 panic=-1 quiet");
+    if !init_args.is_empty() {
+        append.push_str(" -- ");
+        append.push_str(init_args);
+    }
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.args([
+        "-accel",
+        "tcg",
+        "-m",
+        "256",
+        "-smp",
+        "1",
+        "-nodefaults",
+        "-no-user-config",
+    ])
+    .args([
+        "-display",
+        "none",
+        "-serial",
+        "stdio",
+        "-net",
+        "none",
+        "-no-reboot",
+    ])
+    .arg("-kernel")
+    .arg(kernel)
+    .arg("-initrd")
+    .arg(&initrd)
+    .arg("-append")
+    .arg(append);
+    let mut q = Standalone::start_cmd(cmd);
+    let code = q.wait_exit(timeout);
+    Boot {
+        console: q.output(),
+        code,
+    }
+}
