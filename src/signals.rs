@@ -191,6 +191,7 @@ impl AsFd for SignalFd {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -2,8 +2,8 @@
 //!
 //! CONTRACT (the reactor is written against exactly this API; keep the signatures):
 //!   Plan::for_service(spec, inherited_env, nofile_limit) -> Result<Plan, String>
-//!       builds every CString before fork (PATH lookup of argv[0] in the *service's* PATH,
-//!       environment per [environment], credentials); an error here is the service's failure.
+//!       builds every CString before fork (PATH lookup of `argv[0]` in the *service's* PATH,
+//!       environment per `[environment]`, credentials); an error here is the service's failure.
 //!   Plan::for_argv(argv, env) -> Result<Plan, String>      tini mode: env passed on untouched
 //!   spawn(&plan, stdio: Stdio, group: Group) -> Result<Child, String>
 //!   Child { pid, status: OwnedFd }   status: read end, O_NONBLOCK|O_CLOEXEC
@@ -63,7 +63,7 @@ impl Stdio {
 pub enum Group {
     /// setsid(): services (own session and process group).
     Session,
-    /// setpgid(0,0), and tcsetpgrp on fd 0 when it is a terminal (tini mode).
+    /// setpgid(0,0), and tcsetpgrp when the child's stdin is a terminal (tini mode).
     Foreground,
 }
 
@@ -606,6 +606,12 @@ pub fn spawn(plan: &Plan, stdio: Stdio, group: Group) -> Result<Child, String> {
     let mut owned: Vec<OwnedFd> = Vec::new();
     let mut moves: Vec<(RawFd, RawFd)> = Vec::with_capacity(3 + stdio.extra.len());
     let mut inherit: Vec<RawFd> = Vec::with_capacity(3);
+    // The terminal tcsetpgrp acts on is the child's stdin-to-be.
+    let tty_fd = match &stdio.stdin {
+        Io::Inherit => Some(0),
+        Io::Fd(fd) => Some(fd.as_raw_fd()),
+        Io::Null => None,
+    };
     for (target, io, writing) in [
         (0, stdio.stdin, false),
         (1, stdio.stdout, true),
@@ -641,6 +647,7 @@ pub fn spawn(plan: &Plan, stdio: Stdio, group: Group) -> Result<Child, String> {
     let ctx = ChildCtx {
         plan,
         group,
+        tty_fd,
         groups,
         argv: &argv,
         envp: &envp,
@@ -683,6 +690,8 @@ pub fn spawn(plan: &Plan, stdio: Stdio, group: Group) -> Result<Child, String> {
 struct ChildCtx<'a> {
     plan: &'a Plan,
     group: Group,
+    /// The fd that becomes the child's stdin, if any (for tcsetpgrp).
+    tty_fd: Option<RawFd>,
     groups: &'a [u32],
     argv: &'a [*const c_char],
     envp: &'a [*const c_char],
@@ -743,8 +752,8 @@ fn child_setup<'a>(ctx: &mut ChildCtx<'a>) -> Result<(), Failure<'a>> {
             sys::setpgid(0, 0).map_err(fail(Stage::ProcessGroup, Detail::None))?;
             // Signals are blocked here, so tcsetpgrp from a background group is not stopped by
             // SIGTTOU. ENOTTY/ENXIO: no controlling terminal after all; not an error (tini).
-            if sys::isatty(0)
-                && let Err(e) = sys::tcsetpgrp(0, sys::getpid())
+            if let Some(tty) = ctx.tty_fd.filter(|&fd| sys::isatty(fd))
+                && let Err(e) = sys::tcsetpgrp(tty, sys::getpid())
             {
                 let errno = sys::errno_of(&e);
                 if errno != ENOTTY && errno != ENXIO {
@@ -854,6 +863,7 @@ fn format_u32(mut n: u32, buf: &mut [u8; 10]) -> &[u8] {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::spec::Credentials;

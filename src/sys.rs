@@ -47,7 +47,7 @@ pub fn strerror(errno: i32) -> String {
     }
 }
 
-/// The symbolic name of an errno ("ENOENT"), for logs and the control protocol; "E<n>" if unknown.
+/// The symbolic name of an errno ("ENOENT"), for logs and the control protocol; `E<n>` if unknown.
 pub fn errno_name(errno: i32) -> String {
     let name = match errno {
         libc::EPERM => "EPERM",
@@ -285,6 +285,18 @@ pub fn kill(pid: i32, sig: i32) -> io::Result<()> {
     check(unsafe { libc::kill(pid, sig) }).map(drop)
 }
 
+/// tgkill(2): a signal to one thread of a process (tests use it to signal their own thread).
+pub fn tgkill(pid: i32, tid: i32, sig: i32) -> io::Result<()> {
+    // SAFETY: integer arguments only.
+    check_long(unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, sig) }).map(drop)
+}
+
+/// gettid(2).
+pub fn gettid() -> i32 {
+    // SAFETY: no preconditions.
+    unsafe { libc::gettid() }
+}
+
 fn decode_status(status: c_int) -> Option<ExitStatus> {
     if libc::WIFEXITED(status) {
         Some(ExitStatus::Code(libc::WEXITSTATUS(status)))
@@ -321,9 +333,10 @@ pub fn waitpid(pid: i32, nohang: bool) -> io::Result<Option<(i32, ExitStatus)>> 
     }
 }
 
-/// waitpid(2)(-1, WNOHANG): one exited child, or `None` when none is ready or none is left.
-pub fn reap_one() -> io::Result<Option<(i32, ExitStatus)>> {
-    waitpid(-1, true)
+/// waitpid(2)(-1, WNOHANG): one exited child, or `None` when none is ready or none is left
+/// (call until `None`). Other errors cannot happen for these arguments and also end the sweep.
+pub fn reap_one() -> Option<(i32, ExitStatus)> {
+    waitpid(-1, true).ok().flatten()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -736,6 +749,7 @@ impl Drop for PidEnv {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
