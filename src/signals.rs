@@ -139,18 +139,23 @@ pub struct Inherited {
 /// the mask and ignored set init was started with.
 pub fn block_all() -> io::Result<Inherited> {
     let mask = sys::sigprocmask_block(handled_set())?;
-    let ignored = sys::ignored_signals();
+    // The Rust runtime sets SIGPIPE to SIG_IGN before main, so its original disposition is
+    // unknown: assume SIG_DFL, as nearly every parent leaves it (a child that inherits an
+    // ignored SIGPIPE loops on EPIPE instead of dying in `yes | head`).
+    let ignored = sys::ignored_signals() & !sys::sig_bit(SIGPIPE);
     sys::set_disposition(SIGCHLD, sys::Disposition::Default)?;
     Ok(Inherited { mask, ignored })
 }
 
 const SIGCHLD: i32 = 17;
+const SIGPIPE: i32 = 13;
 
 /// What `SignalFd::read` returns for one signal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SigInfo {
     pub signo: i32,
-    /// The sender (kill), or the child for SIGCHLD; 0 from the kernel.
+    /// The sender (kill), or the child for SIGCHLD; 0 from the kernel. init's own pid for a
+    /// SIGPIPE raised by one of its own writes to a closed pipe (not to be forwarded).
     pub pid: i32,
 }
 

@@ -521,3 +521,54 @@ fn signalfd_reads_blocked_signals_with_the_sender_and_drains_to_none() {
         "standard signals first, then real-time ones in order"
     );
 }
+
+#[test]
+fn many_extra_fds_land_in_order_even_when_their_numbers_collide_with_the_targets() {
+    // 24 pipes: the write ends' numbers are spread over the target range 3..27, so some
+    // sources sit on other sources' targets and must be moved out of the way first.
+    let pipes: Vec<(OwnedFd, OwnedFd)> = (0..24).map(|_| pipe()).collect();
+    // Reversed: the lowest-numbered sources go to the highest targets, so placing the first
+    // ones in order would clobber the last ones' sources.
+    let (readers, writers): (Vec<OwnedFd>, Vec<OwnedFd>) = pipes.into_iter().rev().unzip();
+    let spec = service(&[
+        BUSYBOX,
+        "sh",
+        "-c",
+        r#"i=3; while [ $i -le 26 ]; do echo "fd$i" >&$i; i=$((i+1)); done"#,
+    ]);
+    let stdio = Stdio {
+        stdin: Io::Null,
+        stdout: Io::Null,
+        stderr: Io::Inherit,
+        extra: writers,
+    };
+    let child = spawn(&plan(&spec), stdio, Group::Session).unwrap();
+    assert_eq!(exec_status(&child.status), ExecStatus::Ok);
+    for (i, r) in readers.into_iter().enumerate() {
+        assert_eq!(read_all(r), format!("fd{}\n", i + 3));
+    }
+    assert_eq!(wait(child.pid), ExitStatus::Code(0));
+}
+
+#[test]
+fn block_all_blocks_the_handled_signals_and_reports_sigpipe_as_default() {
+    let before = sys::sigprocmask_get().unwrap();
+    let inherited = ankh::signals::block_all().unwrap();
+    let during = sys::sigprocmask_get().unwrap();
+    sys::sigprocmask_set(before).unwrap();
+    assert_eq!(inherited.mask, before);
+    assert_eq!(
+        inherited.ignored & sys::sig_bit(13),
+        0,
+        "SIGPIPE is ignored by the Rust runtime only"
+    );
+    assert_eq!(
+        during & ankh::signals::handled_set(),
+        ankh::signals::handled_set()
+    );
+    assert_eq!(
+        during & sys::sig_bit(11),
+        before & sys::sig_bit(11),
+        "SIGSEGV stays as it was"
+    );
+}
