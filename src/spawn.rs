@@ -15,6 +15,11 @@
 //! fork and execve the child neither allocates nor logs. A failing step writes one record
 //! (stage, errno, detail) to the status pipe and exits 127 (exec: not found), 126 (exec: other)
 //! or 1 (setup).
+//!
+//! Process groups: with `Group::Foreground` the parent also calls setpgid(pid, pid), so the
+//! group exists when `spawn` returns. With `Group::Session` it cannot (a group leader's setsid
+//! fails with EPERM), so until the child's setsid has run, `kill(-pid)` finds no group: signal
+//! `pid` as well when stopping a service that may not have exec'd yet.
 
 use std::ffi::{CStr, CString, OsStr, OsString, c_char};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
