@@ -4,20 +4,20 @@
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 // Pure core: no file descriptors, time passed in.
-pub mod backoff;
-pub mod cli;
-pub mod config;
-pub mod graph;
-pub mod service;
 pub mod spec;
-pub mod supervisor;
+pub mod config;
 pub mod validate;
+pub mod graph;
+pub mod backoff;
+pub mod service;
+pub mod supervisor;
+pub mod cli;
 
 // Effects: the only code that touches the OS.
-pub mod logbuf;
-pub mod logger;
-pub mod reactor;
-pub mod signals;
-pub mod spawn;
 #[allow(unsafe_code)]
 pub mod sys;
+pub mod spawn;
+pub mod signals;
+pub mod logger;
+pub mod logbuf;
+pub mod reactor;

@@ -65,48 +65,24 @@ pub enum State {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// fork succeeded; the child is running setup and will exec.
-    Spawned {
-        svc: Svc,
-        pid: i32,
-    },
+    Spawned { svc: Svc, pid: i32 },
     /// exec succeeded (the exec-status pipe closed with nothing in it).
-    ExecOk {
-        svc: Svc,
-    },
+    ExecOk { svc: Svc },
     /// fork or a pre-exec step failed; `error` is e.g. "unable to exec /usr/bin/web: No such file or
     /// directory". When a pid exists, its `Exited` still follows (the reactor delivers this first).
-    SpawnFailed {
-        svc: Svc,
-        error: String,
-    },
+    SpawnFailed { svc: Svc, error: String },
     /// A child was reaped (any pid: unknown pids are orphans and are ignored).
-    Exited {
-        pid: i32,
-        status: ExitStatus,
-    },
+    Exited { pid: i32, status: ExitStatus },
     /// Readiness reached by health probe / notify / fd (the health issue sends these).
-    Ready {
-        svc: Svc,
-    },
+    Ready { svc: Svc },
     /// `max-failed` consecutive probe failures; `reason` is the last probe error.
-    Unhealthy {
-        svc: Svc,
-        reason: String,
-    },
+    Unhealthy { svc: Svc, reason: String },
     /// Operator requests (control socket, CLI).
-    Start {
-        svc: Svc,
-    },
-    Stop {
-        svc: Svc,
-    },
-    Restart {
-        svc: Svc,
-    },
+    Start { svc: Svc },
+    Stop { svc: Svc },
+    Restart { svc: Svc },
     /// Stop everything in order, then exit with `code` (None: computed from the table of §5).
-    Shutdown {
-        code: Option<i32>,
-    },
+    Shutdown { code: Option<i32> },
     /// The reactor found no child left to reap (waitpid gave ECHILD) while orphans were awaited.
     NoChildren,
 }
