@@ -16,6 +16,7 @@ pub mod validate;
 // Effects: the only code that touches the OS.
 pub mod logbuf;
 pub mod logger;
+pub mod pid1;
 pub mod reactor;
 pub mod signals;
 pub mod spawn;

@@ -683,6 +683,152 @@ pub fn sync() {
     unsafe { libc::sync() }
 }
 
+/// What one `waitpid(-1, WNOHANG)` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reaped {
+    Child(i32, ExitStatus),
+    /// Children exist, none has exited.
+    Nothing,
+    /// ECHILD: no child is left at all.
+    NoChildren,
+}
+
+/// waitpid(2)(-1, WNOHANG), telling "none ready" apart from "none left" (ECHILD).
+pub fn reap_any() -> Reaped {
+    loop {
+        let mut status: c_int = 0;
+        // SAFETY: `status` is a valid out-pointer.
+        let ret = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if ret == -1 {
+            match io::Error::last_os_error().raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::ECHILD) => return Reaped::NoChildren,
+                _ => return Reaped::Nothing,
+            }
+        }
+        if ret == 0 {
+            return Reaped::Nothing;
+        }
+        if let Some(st) = decode_status(status) {
+            return Reaped::Child(ret, st);
+        }
+    }
+}
+
+/// write(2) of the whole buffer to a raw fd, retrying EINTR and short writes; any other error
+/// (EPIPE, EAGAIN on a full non-blocking console) drops the rest. Never panics.
+pub fn write_all(fd: RawFd, mut buf: &[u8]) {
+    while !buf.is_empty() {
+        // SAFETY: `buf` is valid for `buf.len()` bytes.
+        let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+        if n < 0 {
+            if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return;
+        }
+        if n == 0 {
+            return;
+        }
+        buf = buf.get(n.unsigned_abs()..).unwrap_or(&[]);
+    }
+}
+
+/// fcntl(2) F_DUPFD_CLOEXEC: a close-on-exec copy of `fd` (init's stdout/stderr for a service).
+pub fn dup_cloexec(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: integer arguments; the result is a new fd we own.
+    let new = check(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) })?;
+    // SAFETY: `new` was just returned by fcntl and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// dup2(2) of an fd onto a fixed number (the console onto 0, 1, 2).
+pub fn dup2_raw(fd: &OwnedFd, target: RawFd) -> io::Result<()> {
+    dup2(fd.as_raw_fd(), target)
+}
+
+/// open(2) of a log file: O_APPEND|O_CREAT|O_NOFOLLOW|O_CLOEXEC, mode 0640, and only a regular
+/// file not owned by another user (init runs as root: no symlink or device tricks).
+pub fn open_log_file(path: &std::path::Path) -> io::Result<OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = rustix::fs::open(path, flags, Mode::from_raw_mode(0o640))?;
+    let st = rustix::fs::fstat(&fd)?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+        return Err(io::Error::other("not a regular file"));
+    }
+    if st.st_uid != getuid() {
+        return Err(io::Error::other("owned by another user"));
+    }
+    Ok(fd)
+}
+
+/// reboot(2) CAD_OFF: Ctrl-Alt-Del becomes SIGINT; succeeds only as PID 1 of a real system.
+pub fn reboot_cad_off() -> io::Result<()> {
+    reboot(RebootCmd::CadOff)
+}
+
+/// reboot(2) POWER_OFF (pid 1 only).
+pub fn reboot_power_off() -> io::Result<()> {
+    reboot(RebootCmd::PowerOff)
+}
+
+/// reboot(2) AUTOBOOT (pid 1 only).
+pub fn reboot_restart() -> io::Result<()> {
+    reboot(RebootCmd::Restart)
+}
+
+/// reboot(2) HALT (pid 1 only).
+pub fn reboot_halt() -> io::Result<()> {
+    reboot(RebootCmd::Halt)
+}
+
+/// pause(2): sleep until a signal (the last resort of a PID 1 that must not return).
+pub fn pause() {
+    // SAFETY: no preconditions.
+    unsafe {
+        libc::pause();
+    }
+}
+
+/// setrlimit(2): raise init's own RLIMIT_NOFILE soft limit to the hard limit; returns the
+/// original (soft, hard) to restore in children.
+pub fn raise_nofile() -> Option<(u64, u64)> {
+    let (soft, hard) = getrlimit(Resource::Nofile).ok()?;
+    if soft < hard {
+        let _ = setrlimit(Resource::Nofile, hard, hard);
+    }
+    Some((soft, hard))
+}
+
+/// setenv(3) for PID 1 before any thread or child exists (std's set_var is unsafe in 2024).
+pub fn setenv_single_threaded(key: &str, value: &str) {
+    // SAFETY: init has no other thread; nothing reads the environment concurrently.
+    unsafe { std::env::set_var(key, value) }
+}
+
+/// ioctl(2) SIOCSIFFLAGS: bring `lo` up (IFF_UP|IFF_RUNNING), as a system's PID 1 does.
+pub fn loopback_up() -> io::Result<()> {
+    // SAFETY: plain socket(2); the fd is owned below.
+    let s = check(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: `s` is a fresh fd.
+    let sock = unsafe { OwnedFd::from_raw_fd(s) };
+    // SAFETY: zeroed ifreq is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, c) in req.ifr_name.iter_mut().zip(b"lo\0".iter()) {
+        *d = *c as c_char;
+    }
+    // SAFETY: `req` is a valid ifreq for these requests.
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut req) })?;
+    // SAFETY: reading/writing the flags member of the union set by SIOCGIFFLAGS.
+    unsafe {
+        req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    }
+    // SAFETY: as above.
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &req) })?;
+    Ok(())
+}
+
 /// A `KEY=` environment entry whose value is filled in by the child after fork with its own
 /// pid (`LISTEN_PID`), without allocating: the buffer is made before fork and only written in
 /// the child's copy of memory.
