@@ -333,25 +333,19 @@ fn cross_check(parsed: Vec<Parsed>, diags: &mut Vec<Diagnostic>) -> Vec<ServiceS
             let (line, col, key) = r.map_or((0, 0, m.edge.key().to_string()), |r| {
                 (r.line, r.col, r.key.clone())
             });
+            let what = if refused.contains(normalize(&m.name)) {
+                format!("service \"{}\" has errors and is not loaded", m.name)
+            } else {
+                format!("no service named \"{}\"", m.name)
+            };
             let (severity, message) = if m.edge.missing_is_error() {
                 refuse.insert(m.from);
-                let msg = if refused.contains(normalize(&m.name)) {
-                    format!(
-                        "service \"{}\" has errors and is not loaded",
-                        normalize(&m.name)
-                    )
-                } else {
-                    format!("no service named \"{}\"", m.name)
-                };
-                (Severity::Error, msg)
+                (Severity::Error, what)
             } else {
                 if !warned.insert((s.name.clone(), m.edge, m.name.clone())) {
                     continue;
                 }
-                (
-                    Severity::Warning,
-                    format!("no service named \"{}\"; ignored", m.name),
-                )
+                (Severity::Warning, format!("{what}; ignored"))
             };
             diags.push(Diagnostic {
                 path: s.file.clone(),
@@ -540,3 +534,771 @@ required = false                 # true: refuse to start when cgroup limits cann
 # backend = "unix:/run/postgres.sock"
 # max-connections = 256
 "#;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::graph::Edge;
+    use crate::spec::*;
+    use std::time::Duration;
+
+    fn opts() -> LoadOptions {
+        LoadOptions {
+            check: false,
+            root: None,
+            env: vec![
+                ("HOME".into(), "/home/me".into()),
+                ("EMPTY".into(), String::new()),
+            ],
+        }
+    }
+
+    fn parse(text: &str) -> (Option<ServiceSpec>, Vec<String>) {
+        let (s, d) = parse_service(Path::new("web.toml"), text, &opts());
+        (s, d.iter().map(ToString::to_string).collect())
+    }
+
+    #[track_caller]
+    fn ok(text: &str) -> ServiceSpec {
+        let (s, d) = parse(text);
+        assert!(d.is_empty(), "unexpected diagnostics: {d:#?}");
+        s.unwrap()
+    }
+
+    #[track_caller]
+    fn errs(text: &str) -> Vec<String> {
+        let (s, d) = parse(text);
+        assert!(s.is_none(), "accepted: {text}");
+        d
+    }
+
+    #[track_caller]
+    fn err1(text: &str) -> String {
+        let d = errs(text);
+        assert_eq!(d.len(), 1, "{d:#?}");
+        d.into_iter().next().unwrap()
+    }
+
+    const CMD: &str = "command = \"/bin/true\"\n";
+
+    #[test]
+    fn defaults_are_horusts_with_log_output() {
+        let s = ok(CMD);
+        let mut want = ServiceSpec::new("web", vec!["/bin/true".into()]);
+        want.file = "web.toml".into();
+        assert_eq!(s, want);
+        assert_eq!(s.restart.strategy, RestartStrategy::Never);
+        assert_eq!(s.restart.backoff, MIN_BACKOFF);
+        assert_eq!(s.restart.attempts, 0);
+        assert_eq!(s.failure.successful_exit_codes, vec![0]);
+        assert_eq!(s.failure.strategy, FailureStrategy::Ignore);
+        assert!(!s.env.keep_env);
+        assert_eq!(s.termination.signal, 15);
+        assert_eq!(s.termination.wait, Duration::from_secs(5));
+        assert_eq!(
+            (s.stdout.clone(), s.stderr.clone()),
+            (Output::Log, Output::Log)
+        );
+        assert_eq!(s.kind, Kind::Service);
+        assert_eq!(s.format, Format::Native);
+    }
+
+    #[test]
+    fn every_native_key() {
+        let s = ok(r#"
+name = "web.toml"
+command = ["/usr/bin/web", "--port", "8080"]
+working-directory = "/srv/web"
+user = 0
+group = 0
+umask = "027"
+start-delay = "1s"
+autostart = false
+oneshot = true
+requires = ["db.toml", "db"]
+start-after = ["migrate"]
+after = ["logger"]
+wants = ["metrics"]
+conflicts = ["legacy"]
+shutdown-after = ["proxy"]
+ready = "fd:3"
+stdout = "/var/log/web.log"
+stderr = "STDOUT"
+stdout-rotate-size = "100 MB"
+stdout-rotate-keep = 3
+stdout-should-append-timestamp-to-filename = true
+forward-signals = ["WINCH", "SIGUSR1", 12]
+log-buffer = "32KiB"
+start = "on-demand"
+start-timeout = "30s"
+idle-timeout = "5m"
+signal-rewrite = "TERM:INT, HUP=USR1"
+
+[restart]
+strategy = "on-failure"
+backoff = "1s"
+max-backoff = "60s"
+attempts = 10
+reset-after = "2m"
+
+[healthiness]
+http-endpoint = "http://127.0.0.1:8080/healthz"
+tcp-endpoint = "127.0.0.1:5432"
+command = "/usr/bin/check --quiet"
+file-path = "/run/web.up"
+interval = "10s"
+timeout = "2s"
+start-period = "3s"
+max-failed = 4
+on-unhealthy = "stop"
+
+[failure]
+successful-exit-code = [0, 1, 255]
+strategy = "kill-dependents"
+
+[termination]
+signal = "QUIT"
+wait = "7s"
+die-if-failed = ["db.toml"]
+
+[environment]
+keep-env = true
+re-export = ["PATH", "DB_PASS"]
+additional = { Z = "1", A = "${HOME}/x", N = 5, B = true }
+
+[resource-limit]
+nofile = 65536
+nproc = "unlimited"
+core = 0
+memlock = "64 MiB"
+stack = "8MiB"
+cpu = 0.5
+memory = "512 MiB"
+pids-max = 100
+required = true
+
+[socket]
+listen = ["tcp:127.0.0.1:8080", "unix:/run/web.sock"]
+mode = "0660"
+owner = 0
+backlog = 64
+
+[proxy]
+listen = "tcp:0.0.0.0:5432"
+backend = "unix:/run/postgres.sock"
+max-connections = 10
+"#);
+        assert_eq!(s.name, "web");
+        assert_eq!(s.command, ["/usr/bin/web", "--port", "8080"]);
+        assert_eq!(s.working_directory, Some("/srv/web".into()));
+        let u = s.user.unwrap();
+        assert_eq!((u.uid, u.gid), (0, 0));
+        assert_eq!(u.groups().first(), Some(&0));
+        assert_eq!(s.umask, Some(0o027));
+        assert_eq!(s.start_delay, Duration::from_secs(1));
+        assert!(!s.autostart && s.oneshot);
+        assert_eq!(s.deps.requires, ["db"]);
+        assert_eq!(s.deps.start_after, ["migrate"]);
+        assert_eq!(s.deps.after, ["logger"]);
+        assert_eq!(s.deps.wants, ["metrics"]);
+        assert_eq!(s.deps.conflicts, ["legacy"]);
+        assert_eq!(s.deps.shutdown_after, ["proxy"]);
+        assert_eq!(s.deps.die_if_failed, ["db"]);
+        assert_eq!(s.ready, Ready::Fd(3));
+        assert_eq!(s.stdout, Output::File("/var/log/web.log".into()));
+        assert_eq!(s.stderr, Output::Stdout);
+        assert_eq!(s.log.rotate_size, 100_000_000);
+        assert_eq!(s.log.rotate_keep, 3);
+        assert!(s.log.append_timestamp);
+        assert_eq!(s.log.buffer, 32 * 1024);
+        assert_eq!(s.forward_signals, [28, 10, 12]);
+        assert_eq!(s.start, StartMode::OnDemand);
+        assert_eq!(s.start_timeout, Duration::from_secs(30));
+        assert_eq!(s.idle_timeout, Duration::from_secs(300));
+        assert_eq!(s.signal_rewrite, [(15, 2), (1, 10)]);
+        let r = s.restart;
+        assert_eq!(r.strategy, RestartStrategy::OnFailure);
+        assert_eq!(r.backoff, Duration::from_secs(1));
+        assert_eq!(r.max_backoff, Duration::from_secs(60));
+        assert_eq!(r.attempts, 10);
+        assert_eq!(r.reset_after, Duration::from_secs(120));
+        let h = s.health.clone().unwrap();
+        assert_eq!(h.http.unwrap().path, "/healthz");
+        assert_eq!(h.tcp.unwrap().port, 5432);
+        assert_eq!(h.command.unwrap(), ["/usr/bin/check", "--quiet"]);
+        assert_eq!(h.file, Some("/run/web.up".into()));
+        assert_eq!(h.interval, Duration::from_secs(10));
+        assert_eq!(h.timeout, Duration::from_secs(2));
+        assert_eq!(h.start_period, Duration::from_secs(3));
+        assert_eq!(h.max_failed, 4);
+        assert_eq!(h.on_unhealthy, OnUnhealthy::Stop);
+        assert_eq!(s.failure.successful_exit_codes, [0, 1, 255]);
+        assert_eq!(s.failure.strategy, FailureStrategy::KillDependents);
+        assert_eq!(s.termination.signal, 3);
+        assert_eq!(s.termination.wait, Duration::from_secs(7));
+        assert!(s.env.keep_env);
+        assert_eq!(s.env.re_export, ["PATH", "DB_PASS"]);
+        let add: Vec<(&str, &str)> = s
+            .env
+            .additional
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            add,
+            [("Z", "1"), ("A", "/home/me/x"), ("N", "5"), ("B", "true")]
+        );
+        assert_eq!(
+            s.limits.rlimits,
+            [
+                (Rlimit::Nofile, 65536),
+                (Rlimit::Nproc, u64::MAX),
+                (Rlimit::Core, 0),
+                (Rlimit::Memlock, 64 << 20),
+                (Rlimit::Stack, 8 << 20)
+            ]
+        );
+        assert_eq!(s.limits.cpu, Some(0.5));
+        assert_eq!(s.limits.memory, Some(512 << 20));
+        assert_eq!(s.limits.pids_max, Some(100));
+        assert!(s.limits.required);
+        let sock = s.socket.clone().unwrap();
+        assert_eq!(sock.listen.len(), 2);
+        assert_eq!(sock.mode, Some(0o660));
+        assert_eq!(sock.owner.map(|c| c.uid), Some(0));
+        assert_eq!(sock.backlog, 64);
+        let p = s.proxy.clone().unwrap();
+        assert_eq!(p.listen, [ListenAddr::Tcp("0.0.0.0:5432".parse().unwrap())]);
+        assert_eq!(p.backend, ListenAddr::Unix("/run/postgres.sock".into()));
+        assert_eq!(p.max_connections, 10);
+    }
+
+    #[test]
+    fn design_sample_is_accepted() {
+        // The sample of design §4, verbatim apart from the user (no "www" here).
+        let s = ok(r#"
+command = ["/usr/bin/web", "--port", "8080"]
+working-directory = "/srv/web"
+start-delay = "0s"
+autostart = true
+oneshot = false
+requires = ["db"]
+start-after = ["migrate"]
+after = ["logger"]
+wants = ["metrics"]
+conflicts = ["legacy"]
+ready = "auto"
+stdout = "log"
+stderr = "log"
+stdout-rotate-keep = 5
+forward-signals = []
+log-buffer = "16KiB"
+start = "auto"
+start-timeout = "0s"
+idle-timeout = "0s"
+stdout-rotate-size = "0"
+
+[restart]
+strategy = "on-failure"
+backoff = "1s"
+max-backoff = "60s"
+attempts = 10
+reset-after = "60s"
+
+[healthiness]
+http-endpoint = "http://127.0.0.1:8080/healthz"
+tcp-endpoint = "127.0.0.1:5432"
+command = ["/usr/bin/check"]
+file-path = "/run/web.up"
+interval = "10s"
+timeout = "2s"
+start-period = "0s"
+max-failed = 3
+on-unhealthy = "restart"
+
+[failure]
+successful-exit-code = [0]
+strategy = "ignore"
+
+[termination]
+signal = "TERM"
+wait = "5s"
+die-if-failed = ["db"]
+
+[environment]
+keep-env = false
+re-export = ["PATH"]
+additional = { RUST_LOG = "info" }
+
+[resource-limit]
+nofile = 65536
+pids-max = 100
+required = false
+
+[socket]
+listen = ["tcp:127.0.0.1:8080", "unix:/run/web.sock"]
+
+[proxy]
+listen = "tcp:0.0.0.0:5432"
+backend = "unix:/run/postgres.sock"
+"#);
+        assert_eq!(s.effective_ready(), Ready::Healthy);
+    }
+
+    #[test]
+    fn health_is_an_alias_of_healthiness() {
+        let s = ok(&format!("{CMD}[health]\nfile-path = \"/run/up\"\n"));
+        assert_eq!(s.health.unwrap().file, Some("/run/up".into()));
+        let e = errs(&format!(
+            "{CMD}[health]\nfile-path = \"/a\"\n[healthiness]\nfile-path = \"/b\"\n"
+        ));
+        assert!(e[0].contains("same table"), "{e:?}");
+        // Timing alone configures no check.
+        assert_eq!(
+            ok(&format!("{CMD}[healthiness]\ninterval = \"5s\"\n")).health,
+            None
+        );
+    }
+
+    #[test]
+    fn command_forms() {
+        assert_eq!(
+            ok("command = \"sh -c 'echo a b'\"").command,
+            ["sh", "-c", "echo a b"]
+        );
+        assert_eq!(ok("command = [\"a b\"]").command, ["a b"]);
+        assert_eq!(
+            err1("command = \"\""),
+            "web.toml:1:11: command: empty command"
+        );
+        assert_eq!(
+            err1("command = []"),
+            "web.toml:1:11: command: empty command"
+        );
+        assert_eq!(
+            err1("command = [\"\"]"),
+            "web.toml:1:11: command: empty program name"
+        );
+        assert_eq!(err1(""), "web.toml: command: missing");
+        assert_eq!(err1("# only a comment\n"), "web.toml: command: missing");
+        assert_eq!(
+            err1("command = [\"a\", 1]"),
+            "web.toml:1:17: command: expected a string, found integer 1"
+        );
+    }
+
+    #[test]
+    fn a_native_file_with_dependencies_and_no_command_is_a_target() {
+        let s = ok("requires = [\"a\", \"b\"]\n");
+        assert_eq!(s.kind, Kind::Target);
+        assert!(s.command.is_empty());
+    }
+
+    #[test]
+    fn restart_backoff_is_floored_and_capped() {
+        let s = ok(&format!("{CMD}[restart]\nbackoff = \"0s\"\n"));
+        assert_eq!(s.restart.backoff, MIN_BACKOFF);
+        let s = ok(&format!("{CMD}[restart]\nbackoff = \"2m\"\n"));
+        assert_eq!(s.restart.max_backoff, Duration::from_secs(120));
+        assert_eq!(
+            err1(&format!(
+                "{CMD}[restart]\nbackoff = \"10s\"\nmax-backoff = \"1s\"\n"
+            )),
+            "web.toml:4:15: restart.max-backoff: must not be less than restart.backoff"
+        );
+    }
+
+    #[test]
+    fn env_expansion() {
+        let s = ok("command = \"/bin/echo ${HOME} ${NOPE:-d ef} ${EMPTY:-e} $$HOME $HOME $ x\"");
+        assert_eq!(
+            s.command,
+            [
+                "/bin/echo",
+                "/home/me",
+                "d",
+                "ef",
+                "e",
+                "$HOME",
+                "$HOME",
+                "$",
+                "x"
+            ]
+        );
+        assert_eq!(
+            err1("command = \"/bin/true\"\nworking-directory = \"${NOPE}\""),
+            "web.toml:2:21: working-directory: undefined variable ${NOPE} (use ${NOPE:-default}, or \"$$\" for a literal \"$\")"
+        );
+        assert!(err1("command = \"${HOME\"").contains("unterminated"));
+        assert!(err1("command = \"${}\"").contains("invalid variable name"));
+        // zinit files are not expanded: `exec` goes to sh -c.
+        let (s, d) = parse_service(
+            Path::new("z.toml"),
+            "[service]\nname = \"z\"\nexec = \"echo ${NOPE}\"\n",
+            &opts(),
+        );
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(s.unwrap().command[2], "echo ${NOPE}");
+    }
+
+    #[test]
+    fn every_error_in_a_file_is_reported() {
+        let d = errs(
+            "command = 1\nstart-delay = \"x\"\n[restart]\nstrategy = \"alway\"\nattempts = -1\n[termination]\nsignal = \"NOPE\"\n",
+        );
+        assert_eq!(d.len(), 5, "{d:#?}");
+        assert_eq!(
+            d[2],
+            "web.toml:4:12: restart.strategy: expected one of always, on-failure, never, found \"alway\"; did you mean \"always\"?"
+        );
+    }
+
+    #[test]
+    fn wrong_types() {
+        assert_eq!(
+            err1(&format!("{CMD}restart = \"always\"")),
+            "web.toml:2:11: restart: expected a table, found \"always\""
+        );
+        assert_eq!(
+            err1(&format!("{CMD}autostart = 1")),
+            "web.toml:2:13: autostart: expected true or false, found integer 1"
+        );
+        assert_eq!(
+            err1(&format!("{CMD}start-delay = 5")),
+            "web.toml:2:15: start-delay: expected a duration with a unit such as \"5s\" or \"5ms\", found integer 5"
+        );
+        assert_eq!(
+            err1(&format!("{CMD}[restart]\nattempts = 1.5")),
+            "web.toml:3:12: restart.attempts: expected an integer, found float 1.5"
+        );
+        assert_eq!(
+            err1(&format!("{CMD}[failure]\nsuccessful-exit-code = [256]")),
+            "web.toml:3:25: failure.successful-exit-code: 256 is out of range (0 to 255)"
+        );
+        assert_eq!(
+            err1(&format!("{CMD}log-buffer = \"1 GiB\"")),
+            "web.toml:2:14: log-buffer: 1073741824 bytes is too large (at most 67108864)"
+        );
+        assert!(err1(&format!("{CMD}umask = 18")).contains("octal"));
+        assert!(err1(&format!("{CMD}umask = \"99\"")).contains("octal"));
+        assert!(err1(&format!("{CMD}ready = \"fd:2\"")).contains("3 to 1023"));
+        assert!(err1(&format!("{CMD}[resource-limit]\ncpu = 0")).contains("cores"));
+        assert!(
+            err1(&format!(
+                "{CMD}[healthiness]\nfile-path = \"/x\"\ninterval = \"0s\""
+            ))
+            .contains("greater than zero")
+        );
+        assert!(
+            err1(&format!(
+                "{CMD}[healthiness]\nfile-path = \"/x\"\nmax-failed = 0"
+            ))
+            .contains("out of range")
+        );
+        assert!(err1(&format!("{CMD}start = \"on-demand\"")).contains("needs a [socket]"));
+        assert!(
+            err1(&format!("{CMD}[socket]\nmode = \"0600\"")).contains("socket.listen: missing")
+        );
+        assert!(
+            err1(&format!("{CMD}[proxy]\nlisten = \"tcp:0.0.0.0:1\""))
+                .contains("proxy.backend: missing")
+        );
+        assert!(err1(&format!("{CMD}signal-rewrite = \"TERM\"")).contains("invalid pair"));
+        assert!(err1(&format!("{CMD}name = \"a/b\"")).contains("invalid service name"));
+        assert!(err1(&format!("{CMD}requires = [\"a b\"]")).contains("invalid service name"));
+        assert!(
+            err1(&format!("{CMD}[environment]\nre-export = [\"A=B\"]"))
+                .contains("invalid variable name")
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_hints() {
+        assert_eq!(
+            errs("comand = \"/bin/true\""),
+            [
+                "web.toml: command: missing",
+                "web.toml:1:1: comand: unknown key; did you mean \"command\"?"
+            ]
+        );
+        assert_eq!(
+            err1(&format!("{CMD}[resource]\nnofile = 1")),
+            "web.toml:2:2: resource: unknown table"
+        );
+        assert_eq!(
+            err1(&format!("{CMD}[environment]\nkeepenv = true")),
+            "web.toml:3:1: environment.keepenv: unknown key; did you mean \"keep-env\"?"
+        );
+    }
+
+    #[test]
+    fn output_targets() {
+        let s = ok(&format!("{CMD}stdout = \"STDERR\"\nstderr = \"null\""));
+        assert_eq!((s.stdout, s.stderr), (Output::Stderr, Output::Null));
+        let (s, d) = parse(&format!("{CMD}stdout = \"stdout\""));
+        assert_eq!(s.unwrap().stdout, Output::File("stdout".into()));
+        assert_eq!(
+            d,
+            [
+                "web.toml:2:10: warning: stdout: \"stdout\" is taken as a file relative to init's working directory; did you mean \"STDOUT\"?"
+            ]
+        );
+    }
+
+    #[test]
+    fn users_by_name_at_run_time_and_in_check() {
+        let text = format!("{CMD}user = \"no-such-user-ankh\"\n");
+        let (s, d) = parse_service(Path::new("web.toml"), &text, &opts());
+        assert!(s.is_none());
+        assert_eq!(d[0].severity, Severity::Error);
+        let check = LoadOptions {
+            check: true,
+            ..opts()
+        };
+        let (s, d) = parse_service(Path::new("web.toml"), &text, &check);
+        assert_eq!(s.unwrap().user, None);
+        assert_eq!(
+            d[0].to_string(),
+            "web.toml:2:8: warning: user: no user \"no-such-user-ankh\" in /etc/passwd"
+        );
+        // root is in every /etc/passwd.
+        let s = ok(&format!("{CMD}user = \"root\"\ngroup = 0\n"));
+        assert_eq!(s.user.map(|u| (u.uid, u.gid)), Some((0, 0)));
+        // A bare number needs no database, and gets its own number as gid.
+        let s = ok(&format!("{CMD}user = 4242\n"));
+        assert_eq!(s.user.map(|u| (u.uid, u.gid)), Some((4242, 4242)));
+    }
+
+    #[test]
+    fn zinit_service_maps_every_key() {
+        let (s, d) = parse_service(
+            Path::new("svc.toml"),
+            r#"
+[service]
+name = "my-app"
+exec = "/usr/bin/my-app --daemon"
+dir = "/var/lib/my-app"
+oneshot = false
+status = "stop"
+class = "system"
+critical = true
+env = { A = "1" }
+
+[dependencies]
+requires = ["database"]
+after = ["logger"]
+wants = ["metrics"]
+conflicts = ["legacy-app"]
+
+[lifecycle]
+restart = "always"
+stop_signal = "SIGINT"
+start_timeout_ms = 1000
+stop_timeout_ms = 2000
+restart_delay_ms = 50
+restart_delay_max_ms = 60000
+max_restarts = 0
+stability_period_ms = 5000
+
+[health]
+type = "tcp"
+target = "127.0.0.1:5432"
+interval_ms = 1000
+timeout_ms = 500
+retries = 2
+start_period_ms = 3000
+
+[logging]
+buffer_lines = 100
+"#,
+            &opts(),
+        );
+        assert!(d.is_empty(), "{d:#?}");
+        let s = s.unwrap();
+        assert_eq!(s.name, "my-app");
+        assert_eq!(s.format, Format::Zinit);
+        assert_eq!(s.command, ["/bin/sh", "-c", "/usr/bin/my-app --daemon"]);
+        assert_eq!(s.working_directory, Some("/var/lib/my-app".into()));
+        assert!(!s.autostart);
+        assert!(s.env.keep_env);
+        assert_eq!(s.env.additional, [("A".to_string(), "1".to_string())]);
+        assert_eq!(s.deps.requires, ["database"]);
+        assert_eq!(s.deps.after, ["logger"]);
+        assert_eq!(s.deps.wants, ["metrics"]);
+        assert_eq!(s.deps.conflicts, ["legacy-app"]);
+        assert_eq!(s.restart.strategy, RestartStrategy::Always);
+        assert_eq!(s.termination.signal, 2);
+        assert_eq!(s.termination.wait, Duration::from_secs(2));
+        assert_eq!(s.restart.backoff, MIN_BACKOFF);
+        assert_eq!(s.restart.max_backoff, Duration::from_secs(60));
+        assert_eq!(s.restart.attempts, 0);
+        assert_eq!(s.restart.reset_after, Duration::from_secs(5));
+        let h = s.health.clone().unwrap();
+        assert_eq!(h.tcp.unwrap().port, 5432);
+        assert_eq!(h.interval, Duration::from_secs(1));
+        assert_eq!(h.timeout, Duration::from_millis(500));
+        assert_eq!(h.max_failed, 2);
+        assert_eq!(h.start_period, Duration::from_secs(3));
+        // Raised as zinit does: start_period + retries * (interval + timeout) + 5 s.
+        assert_eq!(s.start_timeout, Duration::from_secs(11));
+        assert_eq!(s.log.buffer, 100 * 128);
+    }
+
+    #[test]
+    fn zinit_defaults_are_zincs() {
+        let (s, d) = parse_service(
+            Path::new("z.toml"),
+            "[service]\nname = \"z\"\nexec = \"sleep 1\"\n[lifecycle]\nstart_timeout_ms = 5000\n",
+            &opts(),
+        );
+        assert!(d.is_empty());
+        let s = s.unwrap();
+        assert!(s.autostart && !s.oneshot);
+        assert_eq!(s.restart.strategy, RestartStrategy::OnFailure);
+        assert_eq!(s.restart.backoff, Duration::from_secs(1));
+        assert_eq!(s.restart.max_backoff, Duration::from_secs(300));
+        assert_eq!(s.restart.attempts, 10);
+        assert_eq!(s.restart.reset_after, Duration::from_secs(30));
+        assert_eq!(s.termination.wait, Duration::from_secs(10));
+        assert_eq!(s.termination.signal, 15);
+        // No [health]: no start timeout, as zinit.
+        assert_eq!(s.start_timeout, Duration::ZERO);
+        assert_eq!(s.log.buffer, 1000 * 128);
+        assert!(!s.env.keep_env);
+    }
+
+    #[test]
+    fn zinit_health_types_and_oneshot() {
+        let base = "[service]\nname = \"z\"\nexec = \"true\"\noneshot = true\n";
+        let (s, d) = parse_service(
+            Path::new("z.toml"),
+            &format!("{base}[health]\ntype = \"exec\"\ntarget = \"test -f /x\"\n"),
+            &opts(),
+        );
+        assert!(d.is_empty(), "{d:?}");
+        let s = s.unwrap();
+        assert_eq!(s.restart.strategy, RestartStrategy::Never);
+        let h = s.health.unwrap();
+        assert_eq!(h.command.unwrap(), ["/bin/sh", "-c", "test -f /x"]);
+        assert_eq!(
+            (h.interval, h.timeout),
+            (Duration::from_secs(10), Duration::from_secs(5))
+        );
+        let (s, d) = parse_service(
+            Path::new("z.toml"),
+            &format!(
+                "{base}[health]\ntype = \"http\"\nendpoint = \"http://localhost:8080/health\"\n"
+            ),
+            &opts(),
+        );
+        assert_eq!(
+            d.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            [
+                "z.toml:7:12: warning: health.endpoint: zinit's key is \"target\"; \"endpoint\" is read as \"target\""
+            ]
+        );
+        assert_eq!(s.unwrap().health.unwrap().http.unwrap().path, "/health");
+        let (s, d) = parse_service(
+            Path::new("z.toml"),
+            &format!("{base}[health]\ntype = \"ping\"\n"),
+            &opts(),
+        );
+        assert!(s.is_none());
+        assert_eq!(d.len(), 2, "{d:?}"); // bad type, missing target
+    }
+
+    #[test]
+    fn zinit_unknown_keys_are_warnings_and_errors_still_errors() {
+        let (s, d) = parse_service(
+            Path::new("z.toml"),
+            "[service]\nname = \"z\"\nexec = \"true\"\nports = [80]\nnew_key = 1\n[extra]\nx = 1\n[logging]\nfile = \"/x\"\n",
+            &opts(),
+        );
+        assert!(s.is_some());
+        let d: Vec<String> = d.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            d,
+            [
+                "z.toml:4:9: warning: service.ports: not supported by init, ignored",
+                "z.toml:5:1: warning: service.new_key: unknown key, ignored",
+                "z.toml:6:2: warning: extra: unknown table, ignored",
+                "z.toml:9:8: warning: logging.file: not supported (zinit ignores it too), ignored",
+            ]
+        );
+        let (s, d) = parse_service(Path::new("z.toml"), "[service]\nexec = 1\n", &opts());
+        assert!(s.is_none());
+        let d: Vec<String> = d.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            d,
+            [
+                "z.toml:1:1: service.name: missing",
+                "z.toml:2:8: service.exec: expected a string, found integer 1"
+            ]
+        );
+    }
+
+    #[test]
+    fn zinit_target() {
+        let (s, d) = parse_service(
+            Path::new("t.toml"),
+            "[target]\nname = \"multi-user\"\n[dependencies]\nrequires = [\"network\"]\n",
+            &opts(),
+        );
+        assert!(d.is_empty());
+        let s = s.unwrap();
+        assert_eq!((s.kind, s.name.as_str()), (Kind::Target, "multi-user"));
+        assert!(s.command.is_empty());
+        let (s, _) = parse_service(
+            Path::new("t.toml"),
+            "[target]\nname = \"t\"\n[service]\nname = \"t\"\nexec = \"x\"\n",
+            &opts(),
+        );
+        assert!(s.is_none());
+    }
+
+    #[test]
+    fn syntax_errors_have_positions() {
+        let d = errs("command = \"/bin/true\"\nx = \n");
+        assert_eq!(
+            d,
+            ["web.toml:2:5: TOML syntax: string values must be quoted, expected literal string"]
+        );
+        let d = errs("a = 1\na = 2\n");
+        assert!(
+            d[0].starts_with("web.toml:2:1: TOML syntax: duplicate key"),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn sample_service_passes_and_shows_the_defaults() {
+        let (s, d) = parse_service(Path::new("sample.toml"), SAMPLE_SERVICE, &opts());
+        assert!(d.is_empty(), "{d:#?}");
+        let s = s.unwrap();
+        let mut want = ServiceSpec::new("sample", vec!["/bin/echo".into(), "hello".into()]);
+        want.file = "sample.toml".into();
+        assert_eq!(s, want);
+    }
+
+    #[test]
+    fn refs_keep_their_positions() {
+        let (_, _, refs) = parse_text(
+            Path::new("w.toml"),
+            "command = \"x\"\nrequires = [\"db.toml\"]\n[termination]\ndie-if-failed = [\"q\"]\n",
+            &opts(),
+            &mut UserDb::new(None),
+        );
+        assert_eq!(refs.len(), 2);
+        assert_eq!(
+            (
+                refs[0].edge,
+                refs[0].name.as_str(),
+                refs[0].line,
+                refs[0].col
+            ),
+            (Edge::Requires, "db", 2, 13)
+        );
+        assert_eq!(refs[1].key, "termination.die-if-failed");
+    }
+}

@@ -238,35 +238,45 @@ fn int_value(i: &toml::de::DeInteger<'_>) -> Option<i64> {
     i64::from_str_radix(i.as_str(), i.radix()).ok()
 }
 
-/// Levenshtein distance over chars (short strings only: keys and enum values).
+/// Edit distance with adjacent transpositions (optimal string alignment), over chars. Short
+/// strings only: keys and enum values.
 fn distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
-    for (i, ca) in a.chars().enumerate() {
-        if let Some(c) = cur.first_mut() {
-            *c = i + 1;
-        }
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev.get(j).copied().unwrap_or(0) + usize::from(ca != *cb);
-            let del = prev.get(j + 1).copied().unwrap_or(0) + 1;
-            let ins = cur.get(j).copied().unwrap_or(0) + 1;
-            if let Some(c) = cur.get_mut(j + 1) {
-                *c = sub.min(del).min(ins);
+    let w = b.len() + 1;
+    let mut d = vec![0usize; (a.len() + 1) * w];
+    let at = |i: usize, j: usize| i * w + j;
+    for i in 0..=a.len() {
+        for j in 0..=b.len() {
+            let v = if i == 0 || j == 0 {
+                i.max(j)
+            } else {
+                let (ca, cb) = (a.get(i - 1), b.get(j - 1));
+                let get = |k: usize| d.get(k).copied().unwrap_or(usize::MAX - 1);
+                let mut v = (get(at(i - 1, j)) + 1)
+                    .min(get(at(i, j - 1)) + 1)
+                    .min(get(at(i - 1, j - 1)) + usize::from(ca != cb));
+                if i > 1 && j > 1 && ca == b.get(j - 2) && a.get(i - 2) == cb {
+                    v = v.min(get(at(i - 2, j - 2)) + 1);
+                }
+                v
+            };
+            if let Some(c) = d.get_mut(at(i, j)) {
+                *c = v;
             }
         }
-        std::mem::swap(&mut prev, &mut cur);
     }
-    prev.get(b.len()).copied().unwrap_or(usize::MAX)
+    d.get(at(a.len(), b.len())).copied().unwrap_or(usize::MAX)
 }
 
 /// The closest candidate, if it is close enough to be what was meant.
 pub fn did_you_mean<'c>(word: &str, candidates: &[&'c str]) -> Option<&'c str> {
-    let lower = word.to_ascii_lowercase().replace('_', "-");
+    let norm = |w: &str| w.to_ascii_lowercase().replace('_', "-");
+    let word = norm(word);
     candidates
         .iter()
-        .map(|c| (distance(&lower, &c.to_ascii_lowercase()), *c))
-        .filter(|&(d, c)| d <= (c.chars().count() / 3).max(1) + usize::from(lower != word))
+        .map(|c| (distance(&word, &norm(c)), *c))
+        .filter(|&(d, c)| d <= (c.chars().count() / 3).max(1))
         .min_by_key(|&(d, _)| d)
         .map(|(_, c)| c)
 }
@@ -879,6 +889,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
                 "invalid duration {s:?} (write e.g. \"10s\", \"1m 30s\", \"250ms\")"
             ));
         }
+        let after = after.trim_start();
         let unit_len = after.len() - after.trim_start_matches(|c: char| c.is_alphabetic()).len();
         let (unit, after) = after.split_at(unit_len);
         if unit.is_empty() {
@@ -1963,12 +1974,10 @@ fn zinit(cx: &mut Ctx<'_>, top: &Tbl<'_, '_>) -> Option<ServiceSpec> {
         (None, None) => return None,
     };
     match cx.string(head, "name") {
-        Some((n, span)) => {
-            if cx.check_name(&n, Some(&span), &head.key("name")) {
-                s.name = n;
-            }
-        }
-        None => cx.err(&head.span, &head.key("name"), "missing"),
+        Some((n, span)) if cx.check_name(&n, Some(&span), &head.key("name")) => s.name = n,
+        Some(_) => {}
+        None if head.get("name").is_none() => cx.err(&head.span, &head.key("name"), "missing"),
+        None => {}
     }
     let _ = cx.boolean(head, "critical");
     if s.kind == Kind::Target {
@@ -1980,7 +1989,8 @@ fn zinit(cx: &mut Ctx<'_>, top: &Tbl<'_, '_>) -> Option<ServiceSpec> {
                 cx.err(&span, "service.exec", "empty command")
             }
             Some((e, _)) => s.command = vec!["/bin/sh".into(), "-c".into(), e],
-            None => cx.err(&head.span, "service.exec", "missing"),
+            None if head.get("exec").is_none() => cx.err(&head.span, "service.exec", "missing"),
+            None => {}
         }
         if let Some((d, _)) = cx.string(head, "dir") {
             s.working_directory = Some(PathBuf::from(d));
@@ -2157,4 +2167,284 @@ fn zinit_health(cx: &mut Ctx<'_>, t: &Tbl<'_, '_>) -> Option<Health> {
         _ => h.command = Some(vec!["/bin/sh".into(), "-c".into(), target]),
     }
     Some(h)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let ms = Duration::from_millis;
+        assert_eq!(parse_duration("250ms"), Ok(ms(250)));
+        assert_eq!(parse_duration("10s"), Ok(ms(10_000)));
+        assert_eq!(parse_duration("2m"), Ok(ms(120_000)));
+        assert_eq!(parse_duration("1h"), Ok(ms(3_600_000)));
+        assert_eq!(parse_duration("1m 30s"), Ok(ms(90_000)));
+        assert_eq!(parse_duration("1m30s"), Ok(ms(90_000)));
+        assert_eq!(parse_duration("500millis"), Ok(ms(500)));
+        assert_eq!(parse_duration("2 days"), Ok(ms(2 * 86_400_000)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("1500us"), Ok(Duration::from_micros(1500)));
+        assert_eq!(parse_duration("7ns"), Ok(Duration::from_nanos(7)));
+        assert_eq!(parse_duration("100d"), Ok(MAX_DURATION));
+        assert!(parse_duration("100d 1ns").unwrap_err().contains("too long"));
+        assert!(parse_duration("99999999999999999999999999999999999999999h").is_err());
+        assert!(parse_duration("10").unwrap_err().contains("needs a unit"));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("1.5s").is_err());
+        assert!(
+            parse_duration("3 fortnights")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("100 MB"), Ok(100_000_000));
+        assert_eq!(parse_size("100 MiB"), Ok(100 << 20));
+        assert_eq!(parse_size("16KiB"), Ok(16 << 10));
+        assert_eq!(parse_size("1KB"), Ok(1000));
+        assert_eq!(parse_size("1kb"), Ok(1000));
+        assert_eq!(parse_size("200 GiB"), Ok(200 << 30));
+        assert_eq!(parse_size("1.5 GB"), Ok(1_500_000_000));
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_size("512"), Ok(512));
+        assert_eq!(parse_size("512 B"), Ok(512));
+        assert!(parse_size("").is_err());
+        assert!(parse_size("MB").is_err());
+        assert!(parse_size("1.2.3 MB").is_err());
+        assert!(parse_size("10 parsecs").is_err());
+        assert!(
+            parse_size("99999999999 TiB")
+                .unwrap_err()
+                .contains("too large")
+        );
+    }
+
+    #[test]
+    fn signals() {
+        for s in ["TERM", "SIGTERM", "term", "sigterm", "15", " TERM "] {
+            assert_eq!(signal_number(s), Some(15), "{s}");
+        }
+        assert_eq!(signal_number("HUP"), Some(1));
+        assert_eq!(signal_number("KILL"), Some(9));
+        assert_eq!(signal_number("WINCH"), Some(28));
+        assert_eq!(signal_number("PWR"), Some(30));
+        assert_eq!(signal_number("RTMIN"), Some(34));
+        assert_eq!(signal_number("RTMIN+3"), Some(37));
+        assert_eq!(signal_number("SIGRTMIN+4"), Some(38));
+        assert_eq!(signal_number("RTMAX"), Some(64));
+        assert_eq!(signal_number("RTMAX-1"), Some(63));
+        assert_eq!(signal_number("RTMIN+31"), None);
+        assert_eq!(signal_number("RTMINx"), None);
+        assert_eq!(signal_number("0"), None);
+        assert_eq!(signal_number("65"), None);
+        assert_eq!(signal_number("TREM"), None);
+        assert_eq!(signal_number(""), None);
+    }
+
+    #[test]
+    fn shell_words() {
+        let w = |s: &str| shell_split(s).unwrap();
+        assert_eq!(w("/bin/echo a  b"), ["/bin/echo", "a", "b"]);
+        assert_eq!(
+            w("sh -c 'echo hello world'"),
+            ["sh", "-c", "echo hello world"]
+        );
+        assert_eq!(w(r#"a "b \"c\" \$d \x" e"#), ["a", r#"b "c" $d \x"#, "e"]);
+        assert_eq!(w(r"a\ b c\\d"), ["a b", r"c\d"]);
+        assert_eq!(w("a '' \"\""), ["a", "", ""]);
+        assert_eq!(w("echo $HOME *"), ["echo", "$HOME", "*"]);
+        assert_eq!(w("a\\\nb"), ["ab"]);
+        assert!(w("  ").is_empty());
+        assert_eq!(shell_split("'a").unwrap_err(), "unterminated single quote");
+        assert_eq!(shell_split("\"a").unwrap_err(), "unterminated double quote");
+        assert_eq!(shell_split("a\\").unwrap_err(), "trailing backslash");
+    }
+
+    #[test]
+    fn endpoints() {
+        let e = parse_endpoint("127.0.0.1:5432", None).unwrap();
+        assert_eq!(e.addrs, vec!["127.0.0.1:5432".parse().unwrap()]);
+        let e = parse_endpoint("[::1]:80", None).unwrap();
+        assert_eq!(e.addrs, vec!["[::1]:80".parse().unwrap()]);
+        assert_eq!(e.host, "::1");
+        let e = parse_endpoint("localhost:8080", None).unwrap();
+        assert_eq!(
+            e.addrs,
+            vec![
+                "127.0.0.1:8080".parse().unwrap(),
+                "[::1]:8080".parse().unwrap()
+            ]
+        );
+        assert!(
+            parse_endpoint("::1:80", None)
+                .unwrap_err()
+                .contains("brackets")
+        );
+        assert!(
+            parse_endpoint("db:80", None)
+                .unwrap_err()
+                .contains("not looked up")
+        );
+        assert!(
+            parse_endpoint("1.2.3.4", None)
+                .unwrap_err()
+                .contains("missing port")
+        );
+        assert!(
+            parse_endpoint("1.2.3.4:0", None)
+                .unwrap_err()
+                .contains("invalid port")
+        );
+        assert!(parse_endpoint("1.2.3.4:99999", None).is_err());
+        assert!(
+            parse_endpoint(":80", None)
+                .unwrap_err()
+                .contains("missing host")
+        );
+        assert!(parse_endpoint("[::1", None).is_err());
+        assert!(parse_endpoint("[::1]x", None).is_err());
+
+        let h = parse_http("http://localhost:8080/healthcheck").unwrap();
+        assert_eq!(h.path, "/healthcheck");
+        assert_eq!(h.endpoint.port, 8080);
+        let h = parse_http("HTTP://[::1]").unwrap();
+        assert_eq!((h.endpoint.port, h.path.as_str()), (80, "/"));
+        let h = parse_http("http://10.0.0.1:9/a?b=c").unwrap();
+        assert_eq!(h.path, "/a?b=c");
+        assert!(
+            parse_http("https://127.0.0.1/")
+                .unwrap_err()
+                .contains("TLS")
+        );
+        assert!(parse_http("ftp://127.0.0.1/").is_err());
+        assert!(parse_http("http://u@127.0.0.1/").is_err());
+        assert!(parse_http("http://example.com/").is_err());
+    }
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(
+            parse_listen("tcp:0.0.0.0:80"),
+            Ok(ListenAddr::Tcp("0.0.0.0:80".parse().unwrap()))
+        );
+        assert_eq!(
+            parse_listen("tcp:[::]:80"),
+            Ok(ListenAddr::Tcp("[::]:80".parse().unwrap()))
+        );
+        assert_eq!(
+            parse_listen("127.0.0.1:5432"),
+            Ok(ListenAddr::Tcp("127.0.0.1:5432".parse().unwrap()))
+        );
+        assert_eq!(
+            parse_listen("udp:127.0.0.1:53"),
+            Ok(ListenAddr::Udp("127.0.0.1:53".parse().unwrap()))
+        );
+        assert_eq!(
+            parse_listen("unix:/run/web.sock"),
+            Ok(ListenAddr::Unix("/run/web.sock".into()))
+        );
+        assert_eq!(
+            parse_listen("/run/x"),
+            Ok(ListenAddr::Unix("/run/x".into()))
+        );
+        assert!(parse_listen("unix:").is_err());
+        assert!(parse_listen("tcp:host:80").is_err());
+    }
+
+    #[test]
+    fn ready_values() {
+        assert_eq!(parse_ready("auto"), Ok(Ready::Auto));
+        assert_eq!(parse_ready("started"), Ok(Ready::Started));
+        assert_eq!(parse_ready("healthy"), Ok(Ready::Healthy));
+        assert_eq!(parse_ready("notify"), Ok(Ready::Notify));
+        assert_eq!(parse_ready("fd:3"), Ok(Ready::Fd(3)));
+        assert!(parse_ready("fd:1").is_err());
+        assert!(parse_ready("fd:x").is_err());
+        assert!(
+            parse_ready("notfy")
+                .unwrap_err()
+                .contains("did you mean \"notify\"")
+        );
+    }
+
+    #[test]
+    fn hints() {
+        assert_eq!(did_you_mean("comand", NATIVE_TOP), Some("command"));
+        assert_eq!(did_you_mean("alway", RESTART_CHOICES), Some("always"));
+        assert_eq!(
+            did_you_mean("on_failure", RESTART_CHOICES),
+            Some("on-failure")
+        );
+        assert_eq!(did_you_mean("Always", RESTART_CHOICES), Some("always"));
+        assert_eq!(did_you_mean("TREM", SIGNAL_NAMES_FOR_HINTS), Some("TERM"));
+        assert_eq!(
+            did_you_mean("restart_delay", ZINIT_LIFECYCLE),
+            Some("restart_delay_ms")
+        );
+        assert_eq!(did_you_mean("zzzzzz", NATIVE_TOP), None);
+        assert_eq!(did_you_mean("", NATIVE_TOP), None);
+    }
+
+    #[test]
+    fn positions_count_chars() {
+        let s = Source::new("ab\nçé = 1\n\nx");
+        assert_eq!(s.pos(0), (1, 1));
+        assert_eq!(s.pos(3), (2, 1));
+        assert_eq!(s.pos(7), (2, 3)); // after "çé" (4 bytes)
+        assert_eq!(s.pos(4), (2, 1)); // inside 'ç': clamped back to its start
+        assert_eq!(s.pos(12), (3, 1));
+        assert_eq!(s.pos(13), (4, 1));
+        assert_eq!(s.pos(999), (4, 2));
+    }
+
+    #[test]
+    fn user_database_under_a_root() {
+        let root = std::env::temp_dir().join(format!("ankh-userdb-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(
+            root.join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\nwww:x:33:34::/srv:/bin/false\nbroken line\n",
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("etc/group"),
+            "root:x:0:\nwww-data:x:34:\nlog:x:4:www,other\nssl:x:101: www \n",
+        )
+        .unwrap();
+        let mut db = UserDb::new(Some(&root));
+        assert_eq!(
+            db.user(&IdRef::Name("www".into())),
+            Ok((33, Some(34), Some("www".into())))
+        );
+        assert_eq!(
+            db.user(&IdRef::Id(33)),
+            Ok((33, Some(34), Some("www".into())))
+        );
+        assert_eq!(db.user(&IdRef::Id(1234)), Ok((1234, None, None)));
+        let e = db.user(&IdRef::Name("nobody".into())).unwrap_err();
+        assert_eq!(
+            e,
+            format!("no user \"nobody\" in {}/etc/passwd", root.display())
+        );
+        assert_eq!(db.group_id(&IdRef::Name("log".into())), Ok(4));
+        assert!(db.group_id(&IdRef::Name("nope".into())).is_err());
+        assert_eq!(db.member_of("www"), vec![4, 101]);
+        std::fs::remove_dir_all(&root).unwrap();
+        let mut db = UserDb::new(Some(&root));
+        assert!(
+            db.user(&IdRef::Name("www".into()))
+                .unwrap_err()
+                .starts_with("cannot read")
+        );
+        // A number needs no database.
+        assert_eq!(db.user(&IdRef::Id(5)), Ok((5, None, None)));
+    }
 }
