@@ -123,15 +123,21 @@ fn parse_text(
             }
         }
         let mut d = cx.diags;
-        d.sort_by_key(|d| (d.line, d.col));
+        sort_diags(&mut d);
         return (None, d, Vec::new());
     }
     let span = root.span();
     let spec = validate::service(&mut cx, root.get_ref(), span);
     let refs = std::mem::take(&mut cx.refs);
     let mut d = cx.diags;
-    d.sort_by_key(|d| (d.line, d.col));
+    sort_diags(&mut d);
     (spec, d, refs)
+}
+
+/// By file, then position; file-level messages (line 0) lead. Stable: one file's messages keep
+/// their order. One instantiation of the sort for the whole module (binary size).
+fn sort_diags(d: &mut [Diagnostic]) {
+    d.sort_by(|a, b| (&a.path, a.line, a.col).cmp(&(&b.path, b.line, b.col)));
 }
 
 /// The files to read: each path itself, or a directory's `*.toml` entries (sorted, not recursive).
@@ -265,12 +271,7 @@ pub fn load(paths: &[PathBuf], opts: &LoadOptions) -> Loaded {
     }
     let services = cross_check(parsed, &mut diags);
     // Group by file, keeping each file's position order; file-level messages lead.
-    diags.sort_by(|a, b| {
-        a.path
-            .cmp(&b.path)
-            .then(a.line.cmp(&b.line))
-            .then(a.col.cmp(&b.col))
-    });
+    sort_diags(&mut diags);
     let errors = diags
         .iter()
         .filter(|d| d.severity == Severity::Error)
@@ -315,7 +316,7 @@ fn cross_check(parsed: Vec<Parsed>, diags: &mut Vec<Diagnostic>) -> Vec<ServiceS
             live.push((s, p.refs));
         }
     }
-    live.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    live.sort_unstable_by(|a, b| a.0.name.cmp(&b.0.name));
     let mut warned = BTreeSet::new();
     loop {
         let config = Config {
