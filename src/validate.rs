@@ -131,6 +131,10 @@ impl UserDb {
                     None => (*uid, None, None),
                 })
             }
+            // root is uid 0 everywhere, also in an image with no /etc/passwd.
+            IdRef::Name(n) if n == "root" && self.text(false).is_err() => {
+                Ok((0, Some(0), Some(n.clone())))
+            }
             IdRef::Name(n) => {
                 let t = self.text(false)?;
                 db_lines(t)
@@ -2447,6 +2451,10 @@ mod tests {
             db.user(&IdRef::Name("www".into()))
                 .unwrap_err()
                 .starts_with("cannot read")
+        );
+        assert_eq!(
+            db.user(&IdRef::Name("root".into())),
+            Ok((0, Some(0), Some("root".into())))
         );
         // A number needs no database.
         assert_eq!(db.user(&IdRef::Id(5)), Ok((5, None, None)));
