@@ -12,7 +12,10 @@ pub enum Command {
     Version,
     SampleService,
     /// `--check PATH... [--root DIR]`
-    Check { paths: Vec<PathBuf>, root: Option<PathBuf> },
+    Check {
+        paths: Vec<PathBuf>,
+        root: Option<PathBuf>,
+    },
     /// Supervise (services, tini mode, or both).
     Run(Run),
 }
@@ -149,8 +152,10 @@ pub fn parse(
             Long("socket") => run.socket = Some(tryv!(p.value()).into()),
             Long("stop-timeout") => {
                 let v = tryv!(tryv!(p.value()).string());
-                run.stop_timeout =
-                    tryv!(parse_duration(&v).ok_or_else(|| custom(format!("--stop-timeout: not a duration: {v:?}"))));
+                run.stop_timeout = tryv!(
+                    parse_duration(&v)
+                        .ok_or_else(|| custom(format!("--stop-timeout: not a duration: {v:?}")))
+                );
             }
             Long("log-level") => run.log_level = Some(tryv!(tryv!(p.value()).string())),
             Long("container") => run.mode = ModeChoice::Container,
@@ -160,7 +165,8 @@ pub fn parse(
             Short('e') => {
                 let v = tryv!(tryv!(p.value()).string());
                 let code = v.parse::<i32>().ok().filter(|c| (0..=255).contains(c));
-                run.remap_exit.push(tryv!(code.ok_or_else(|| custom(format!("-e: not an exit code (0-255): {v:?}")))));
+                run.remap_exit
+                    .push(tryv!(code.ok_or_else(|| custom(format!("-e: not an exit code (0-255): {v:?}")))));
             }
             Short('p') => {
                 let v = tryv!(tryv!(p.value()).string());
@@ -209,49 +215,9 @@ pub fn parse(
     Ok(Command::Run(run))
 }
 
-/// `"250ms"`, `"10s"`, `"2m"`, `"1h"`, `"1m 30s"`, `"500millis"`, or a bare number of seconds.
-/// None when malformed or above `spec::MAX_DURATION`.
+/// A duration as service files spell them (`validate::parse_duration`); None when malformed.
 pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    if s.is_empty() {
-        return None;
-    }
-    if let Ok(secs) = s.parse::<u64>() {
-        return Some(Duration::from_secs(secs)).filter(|d| *d <= crate::spec::MAX_DURATION);
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    while !rest.is_empty() {
-        rest = rest.trim_start();
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-        if digits == 0 {
-            return None;
-        }
-        let (num, tail) = rest.split_at(digits);
-        let n: u64 = num.parse().ok()?;
-        let tail = tail.trim_start();
-        let unit_len = tail.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_len);
-        let nanos_per: u128 = match unit {
-            "ns" | "nsec" | "nanos" => 1,
-            "us" | "usec" | "micros" => 1_000,
-            "ms" | "msec" | "millis" => 1_000_000,
-            "s" | "sec" | "secs" | "second" | "seconds" => 1_000_000_000,
-            "m" | "min" | "mins" | "minute" | "minutes" => 60_000_000_000,
-            "h" | "hr" | "hrs" | "hour" | "hours" => 3_600_000_000_000,
-            "d" | "day" | "days" => 86_400_000_000_000,
-            _ => return None,
-        };
-        let add = u128::from(n).checked_mul(nanos_per)?;
-        let limit = crate::spec::MAX_DURATION.as_nanos();
-        let sum = total.as_nanos().checked_add(add)?;
-        if sum > limit {
-            return None;
-        }
-        total = Duration::from_nanos(u64::try_from(sum).ok()?);
-        rest = tail;
-    }
-    Some(total)
+    crate::validate::parse_duration(s).ok()
 }
 
 #[cfg(test)]
@@ -288,10 +254,7 @@ mod tests {
     #[test]
     fn check_takes_many_paths_and_root() {
         let c = parse(args(&["--check", "a", "b.toml", "--root", "/img"]), &no_env, false).unwrap();
-        assert_eq!(
-            c,
-            Command::Check { paths: vec!["a".into(), "b.toml".into()], root: Some("/img".into()) }
-        );
+        assert_eq!(c, Command::Check { paths: vec!["a".into(), "b.toml".into()], root: Some("/img".into()) });
     }
 
     #[test]
@@ -334,7 +297,6 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
         assert_eq!(parse_duration("1m 30s"), Some(Duration::from_secs(90)));
         assert_eq!(parse_duration("500millis"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("7"), Some(Duration::from_secs(7)));
         assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
         assert_eq!(parse_duration("10 s"), Some(Duration::from_secs(10)));
         assert_eq!(parse_duration("s"), None);

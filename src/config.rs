@@ -95,11 +95,7 @@ fn diag(path: &Path, key: &str, message: String) -> Diagnostic {
 
 /// Parse and validate one file's text. No I/O, except /etc/passwd and /etc/group when the file
 /// names a user or group.
-pub fn parse_service(
-    path: &Path,
-    text: &str,
-    opts: &LoadOptions,
-) -> (Option<ServiceSpec>, Vec<Diagnostic>) {
+pub fn parse_service(path: &Path, text: &str, opts: &LoadOptions) -> (Option<ServiceSpec>, Vec<Diagnostic>) {
     let mut users = UserDb::new(opts.root.as_deref());
     let p = parse_text(path, text, opts, &mut users);
     (p.0, p.1)
@@ -158,11 +154,7 @@ fn collect(paths: &[PathBuf], diags: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
         let entries = match std::fs::read_dir(p) {
             Ok(rd) => rd,
             Err(e) => {
-                diags.push(diag(
-                    p,
-                    "",
-                    format!("cannot read directory: {}", io_reason(&e)),
-                ));
+                diags.push(diag(p, "", format!("cannot read directory: {}", io_reason(&e))));
                 continue;
             }
         };
@@ -173,11 +165,7 @@ fn collect(paths: &[PathBuf], diags: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
             .collect();
         found.sort();
         if found.is_empty() {
-            diags.push(diag(
-                p,
-                "",
-                "no service files (*.toml) in this directory".into(),
-            ));
+            diags.push(diag(p, "", "no service files (*.toml) in this directory".into()));
         }
         files.extend(found);
     }
@@ -189,12 +177,9 @@ fn read(path: &Path) -> Result<String, Diagnostic> {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) => {
-            let dangling =
-                std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+            let dangling = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
             let msg = if dangling {
-                let to = std::fs::read_link(path)
-                    .map(|t| t.display().to_string())
-                    .unwrap_or_default();
+                let to = std::fs::read_link(path).map(|t| t.display().to_string()).unwrap_or_default();
                 format!("dangling symbolic link (to {to:?})")
             } else {
                 format!("cannot read: {}", io_reason(&e))
@@ -210,8 +195,7 @@ fn read(path: &Path) -> Result<String, Diagnostic> {
         return Err(diag(path, "", msg));
     }
     let mut bytes = Vec::new();
-    let read =
-        std::fs::File::open(path).and_then(|f| f.take(MAX_FILE_SIZE + 1).read_to_end(&mut bytes));
+    let read = std::fs::File::open(path).and_then(|f| f.take(MAX_FILE_SIZE + 1).read_to_end(&mut bytes));
     if let Err(e) = read {
         return Err(diag(path, "", format!("cannot read: {}", io_reason(&e))));
     }
@@ -221,17 +205,10 @@ fn read(path: &Path) -> Result<String, Diagnostic> {
     String::from_utf8(bytes).map_err(|e| {
         let ok = e.utf8_error().valid_up_to();
         let bytes = e.as_bytes();
-        let prefix = bytes
-            .get(..ok)
-            .and_then(|b| std::str::from_utf8(b).ok())
-            .unwrap_or("");
+        let prefix = bytes.get(..ok).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or("");
         let (line, col) = validate::Source::new(prefix).pos(prefix.len());
         let byte = bytes.get(ok).copied().unwrap_or(0);
-        Diagnostic {
-            line,
-            col,
-            ..diag(path, "", format!("not valid UTF-8 (byte 0x{byte:02x})"))
-        }
+        Diagnostic { line, col, ..diag(path, "", format!("not valid UTF-8 (byte 0x{byte:02x})")) }
     })
 }
 
@@ -242,47 +219,26 @@ pub fn load(paths: &[PathBuf], opts: &LoadOptions) -> Loaded {
     let mut users = UserDb::new(opts.root.as_deref());
     let mut parsed = Vec::new();
     for path in collect(paths, &mut diags) {
-        let stem = path
-            .file_name()
-            .map(|f| normalize(&f.to_string_lossy()).to_string())
-            .unwrap_or_default();
+        let stem = path.file_name().map(|f| normalize(&f.to_string_lossy()).to_string()).unwrap_or_default();
         let text = match read(&path) {
             Ok(t) => t,
             Err(d) => {
                 diags.push(d);
-                parsed.push(Parsed {
-                    path,
-                    name: stem,
-                    spec: None,
-                    refs: Vec::new(),
-                });
+                parsed.push(Parsed { path, name: stem, spec: None, refs: Vec::new() });
                 continue;
             }
         };
         let (spec, d, refs) = parse_text(&path, &text, opts, &mut users);
         diags.extend(d);
         let name = spec.as_ref().map_or(stem, |s| s.name.clone());
-        parsed.push(Parsed {
-            path,
-            name,
-            spec,
-            refs,
-        });
+        parsed.push(Parsed { path, name, spec, refs });
     }
     let services = cross_check(parsed, &mut diags);
     // Group by file, keeping each file's position order; file-level messages lead.
     sort_diags(&mut diags);
-    let errors = diags
-        .iter()
-        .filter(|d| d.severity == Severity::Error)
-        .count();
+    let errors = diags.iter().filter(|d| d.severity == Severity::Error).count();
     let targets = services.iter().filter(|s| s.kind == Kind::Target).count();
-    Loaded {
-        config: Config { services },
-        diagnostics: diags,
-        errors,
-        targets,
-    }
+    Loaded { config: Config { services }, diagnostics: diags, errors, targets }
 }
 
 /// Duplicate names, missing references, cycles. Refusing a service can make its dependents'
@@ -298,11 +254,7 @@ fn cross_check(parsed: Vec<Parsed>, diags: &mut Vec<Diagnostic>) -> Vec<ServiceS
             .map(|(_, q)| q.path.display().to_string())
             .collect();
         if !others.is_empty() {
-            let msg = format!(
-                "service \"{}\" is also defined in {}",
-                p.name,
-                others.join(", ")
-            );
+            let msg = format!("service \"{}\" is also defined in {}", p.name, others.join(", "));
             diags.push(diag(&p.path, "name", msg));
             refused.insert(p.name.clone());
         } else if p.spec.is_none() {
@@ -319,21 +271,16 @@ fn cross_check(parsed: Vec<Parsed>, diags: &mut Vec<Diagnostic>) -> Vec<ServiceS
     live.sort_unstable_by(|a, b| a.0.name.cmp(&b.0.name));
     let mut warned = BTreeSet::new();
     loop {
-        let config = Config {
-            services: live.iter().map(|(s, _)| s.clone()).collect(),
-        };
+        let config = Config { services: live.iter().map(|(s, _)| s.clone()).collect() };
         let graph = Graph::build(&config);
         let mut refuse: BTreeSet<usize> = BTreeSet::new();
         for m in &graph.missing {
             let Some((s, refs)) = live.get(m.from) else {
                 continue;
             };
-            let r = refs
-                .iter()
-                .find(|r| r.edge == m.edge && r.name == normalize(&m.name));
-            let (line, col, key) = r.map_or((0, 0, m.edge.key().to_string()), |r| {
-                (r.line, r.col, r.key.clone())
-            });
+            let r = refs.iter().find(|r| r.edge == m.edge && r.name == normalize(&m.name));
+            let (line, col, key) =
+                r.map_or((0, 0, m.edge.key().to_string()), |r| (r.line, r.col, r.key.clone()));
             let what = if refused.contains(normalize(&m.name)) {
                 format!("service \"{}\" has errors and is not loaded", m.name)
             } else {
@@ -348,31 +295,19 @@ fn cross_check(parsed: Vec<Parsed>, diags: &mut Vec<Diagnostic>) -> Vec<ServiceS
                 }
                 (Severity::Warning, format!("{what}; ignored"))
             };
-            diags.push(Diagnostic {
-                path: s.file.clone(),
-                line,
-                col,
-                key,
-                message,
-                severity,
-            });
+            diags.push(Diagnostic { path: s.file.clone(), line, col, key, message, severity });
         }
         for cycle in graph.cycles() {
-            let names: Vec<&str> = cycle
-                .iter()
-                .filter_map(|&i| live.get(i).map(|(s, _)| s.name.as_str()))
-                .collect();
+            let names: Vec<&str> =
+                cycle.iter().filter_map(|&i| live.get(i).map(|(s, _)| s.name.as_str())).collect();
             let (Some(&first), Some(second)) = (cycle.first(), names.get(1)) else {
                 continue;
             };
             let Some((s, refs)) = live.get(first) else {
                 continue;
             };
-            let r = refs
-                .iter()
-                .find(|r| r.edge.orders_start() && r.name == *second);
-            let (line, col, key) =
-                r.map_or((0, 0, String::new()), |r| (r.line, r.col, r.key.clone()));
+            let r = refs.iter().find(|r| r.edge.orders_start() && r.name == *second);
+            let (line, col, key) = r.map_or((0, 0, String::new()), |r| (r.line, r.col, r.key.clone()));
             diags.push(Diagnostic {
                 path: s.file.clone(),
                 line,
@@ -400,11 +335,7 @@ fn cross_check(parsed: Vec<Parsed>, diags: &mut Vec<Diagnostic>) -> Vec<ServiceS
 }
 
 fn plural(n: usize, word: &str) -> String {
-    if n == 1 {
-        format!("1 {word}")
-    } else {
-        format!("{n} {word}s")
-    }
+    if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") }
 }
 
 /// `init --check PATH...`: every diagnostic, then a one-line summary; 0 when there is no error.
@@ -421,19 +352,11 @@ pub fn check(paths: &[PathBuf], root: Option<&Path>, out: &mut dyn std::io::Writ
         let _ = writeln!(out, "{d}");
     }
     let warnings = loaded.diagnostics.len() - loaded.errors;
-    let warn = if warnings > 0 {
-        format!(", {}", plural(warnings, "warning"))
-    } else {
-        String::new()
-    };
+    let warn = if warnings > 0 { format!(", {}", plural(warnings, "warning")) } else { String::new() };
     if loaded.errors == 0 {
         let services = loaded.config.services.len() - loaded.targets;
-        let _ = writeln!(
-            out,
-            "ok: {}, {}{warn}",
-            plural(services, "service"),
-            plural(loaded.targets, "target")
-        );
+        let _ =
+            writeln!(out, "ok: {}, {}{warn}", plural(services, "service"), plural(loaded.targets, "target"));
         0
     } else {
         let files: BTreeSet<&Path> = loaded
@@ -548,10 +471,7 @@ mod tests {
         LoadOptions {
             check: false,
             root: None,
-            env: vec![
-                ("HOME".into(), "/home/me".into()),
-                ("EMPTY".into(), String::new()),
-            ],
+            env: vec![("HOME".into(), "/home/me".into()), ("EMPTY".into(), String::new())],
         }
     }
 
@@ -597,10 +517,7 @@ mod tests {
         assert!(!s.env.keep_env);
         assert_eq!(s.termination.signal, 15);
         assert_eq!(s.termination.wait, Duration::from_secs(5));
-        assert_eq!(
-            (s.stdout.clone(), s.stderr.clone()),
-            (Output::Log, Output::Log)
-        );
+        assert_eq!((s.stdout.clone(), s.stderr.clone()), (Output::Log, Output::Log));
         assert_eq!(s.kind, Kind::Service);
         assert_eq!(s.format, Format::Native);
     }
@@ -740,16 +657,8 @@ max-connections = 10
         assert_eq!(s.termination.wait, Duration::from_secs(7));
         assert!(s.env.keep_env);
         assert_eq!(s.env.re_export, ["PATH", "DB_PASS"]);
-        let add: Vec<(&str, &str)> = s
-            .env
-            .additional
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        assert_eq!(
-            add,
-            [("Z", "1"), ("A", "/home/me/x"), ("N", "5"), ("B", "true")]
-        );
+        let add: Vec<(&str, &str)> = s.env.additional.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(add, [("Z", "1"), ("A", "/home/me/x"), ("N", "5"), ("B", "true")]);
         assert_eq!(
             s.limits.rlimits,
             [
@@ -851,36 +760,19 @@ backend = "unix:/run/postgres.sock"
     fn health_is_an_alias_of_healthiness() {
         let s = ok(&format!("{CMD}[health]\nfile-path = \"/run/up\"\n"));
         assert_eq!(s.health.unwrap().file, Some("/run/up".into()));
-        let e = errs(&format!(
-            "{CMD}[health]\nfile-path = \"/a\"\n[healthiness]\nfile-path = \"/b\"\n"
-        ));
+        let e = errs(&format!("{CMD}[health]\nfile-path = \"/a\"\n[healthiness]\nfile-path = \"/b\"\n"));
         assert!(e[0].contains("same table"), "{e:?}");
         // Timing alone configures no check.
-        assert_eq!(
-            ok(&format!("{CMD}[healthiness]\ninterval = \"5s\"\n")).health,
-            None
-        );
+        assert_eq!(ok(&format!("{CMD}[healthiness]\ninterval = \"5s\"\n")).health, None);
     }
 
     #[test]
     fn command_forms() {
-        assert_eq!(
-            ok("command = \"sh -c 'echo a b'\"").command,
-            ["sh", "-c", "echo a b"]
-        );
+        assert_eq!(ok("command = \"sh -c 'echo a b'\"").command, ["sh", "-c", "echo a b"]);
         assert_eq!(ok("command = [\"a b\"]").command, ["a b"]);
-        assert_eq!(
-            err1("command = \"\""),
-            "web.toml:1:11: command: empty command"
-        );
-        assert_eq!(
-            err1("command = []"),
-            "web.toml:1:11: command: empty command"
-        );
-        assert_eq!(
-            err1("command = [\"\"]"),
-            "web.toml:1:11: command: empty program name"
-        );
+        assert_eq!(err1("command = \"\""), "web.toml:1:11: command: empty command");
+        assert_eq!(err1("command = []"), "web.toml:1:11: command: empty command");
+        assert_eq!(err1("command = [\"\"]"), "web.toml:1:11: command: empty program name");
         assert_eq!(err1(""), "web.toml: command: missing");
         assert_eq!(err1("# only a comment\n"), "web.toml: command: missing");
         assert_eq!(
@@ -903,9 +795,7 @@ backend = "unix:/run/postgres.sock"
         let s = ok(&format!("{CMD}[restart]\nbackoff = \"2m\"\n"));
         assert_eq!(s.restart.max_backoff, Duration::from_secs(120));
         assert_eq!(
-            err1(&format!(
-                "{CMD}[restart]\nbackoff = \"10s\"\nmax-backoff = \"1s\"\n"
-            )),
+            err1(&format!("{CMD}[restart]\nbackoff = \"10s\"\nmax-backoff = \"1s\"\n")),
             "web.toml:4:15: restart.max-backoff: must not be less than restart.backoff"
         );
     }
@@ -913,20 +803,7 @@ backend = "unix:/run/postgres.sock"
     #[test]
     fn env_expansion() {
         let s = ok("command = \"/bin/echo ${HOME} ${NOPE:-d ef} ${EMPTY:-e} $$HOME $HOME $ x\"");
-        assert_eq!(
-            s.command,
-            [
-                "/bin/echo",
-                "/home/me",
-                "d",
-                "ef",
-                "e",
-                "$HOME",
-                "$HOME",
-                "$",
-                "x"
-            ]
-        );
+        assert_eq!(s.command, ["/bin/echo", "/home/me", "d", "ef", "e", "$HOME", "$HOME", "$", "x"]);
         assert_eq!(
             err1("command = \"/bin/true\"\nworking-directory = \"${NOPE}\""),
             "web.toml:2:21: working-directory: undefined variable ${NOPE} (use ${NOPE:-default}, or \"$$\" for a literal \"$\")"
@@ -934,11 +811,8 @@ backend = "unix:/run/postgres.sock"
         assert!(err1("command = \"${HOME\"").contains("unterminated"));
         assert!(err1("command = \"${}\"").contains("invalid variable name"));
         // zinit files are not expanded: `exec` goes to sh -c.
-        let (s, d) = parse_service(
-            Path::new("z.toml"),
-            "[service]\nname = \"z\"\nexec = \"echo ${NOPE}\"\n",
-            &opts(),
-        );
+        let (s, d) =
+            parse_service(Path::new("z.toml"), "[service]\nname = \"z\"\nexec = \"echo ${NOPE}\"\n", &opts());
         assert!(d.is_empty(), "{d:?}");
         assert_eq!(s.unwrap().command[2], "echo ${NOPE}");
     }
@@ -986,31 +860,22 @@ backend = "unix:/run/postgres.sock"
         assert!(err1(&format!("{CMD}ready = \"fd:2\"")).contains("3 to 1023"));
         assert!(err1(&format!("{CMD}[resource-limit]\ncpu = 0")).contains("cores"));
         assert!(
-            err1(&format!(
-                "{CMD}[healthiness]\nfile-path = \"/x\"\ninterval = \"0s\""
-            ))
-            .contains("greater than zero")
+            err1(&format!("{CMD}[healthiness]\nfile-path = \"/x\"\ninterval = \"0s\""))
+                .contains("greater than zero")
         );
         assert!(
-            err1(&format!(
-                "{CMD}[healthiness]\nfile-path = \"/x\"\nmax-failed = 0"
-            ))
-            .contains("out of range")
+            err1(&format!("{CMD}[healthiness]\nfile-path = \"/x\"\nmax-failed = 0")).contains("out of range")
         );
         assert!(err1(&format!("{CMD}start = \"on-demand\"")).contains("needs a [socket]"));
+        assert!(err1(&format!("{CMD}[socket]\nmode = \"0600\"")).contains("socket.listen: missing"));
         assert!(
-            err1(&format!("{CMD}[socket]\nmode = \"0600\"")).contains("socket.listen: missing")
-        );
-        assert!(
-            err1(&format!("{CMD}[proxy]\nlisten = \"tcp:0.0.0.0:1\""))
-                .contains("proxy.backend: missing")
+            err1(&format!("{CMD}[proxy]\nlisten = \"tcp:0.0.0.0:1\"")).contains("proxy.backend: missing")
         );
         assert!(err1(&format!("{CMD}signal-rewrite = \"TERM\"")).contains("invalid pair"));
         assert!(err1(&format!("{CMD}name = \"a/b\"")).contains("invalid service name"));
         assert!(err1(&format!("{CMD}requires = [\"a b\"]")).contains("invalid service name"));
         assert!(
-            err1(&format!("{CMD}[environment]\nre-export = [\"A=B\"]"))
-                .contains("invalid variable name")
+            err1(&format!("{CMD}[environment]\nre-export = [\"A=B\"]")).contains("invalid variable name")
         );
     }
 
@@ -1018,15 +883,9 @@ backend = "unix:/run/postgres.sock"
     fn unknown_keys_are_errors_with_hints() {
         assert_eq!(
             errs("comand = \"/bin/true\""),
-            [
-                "web.toml: command: missing",
-                "web.toml:1:1: comand: unknown key; did you mean \"command\"?"
-            ]
+            ["web.toml: command: missing", "web.toml:1:1: comand: unknown key; did you mean \"command\"?"]
         );
-        assert_eq!(
-            err1(&format!("{CMD}[resource]\nnofile = 1")),
-            "web.toml:2:2: resource: unknown table"
-        );
+        assert_eq!(err1(&format!("{CMD}[resource]\nnofile = 1")), "web.toml:2:2: resource: unknown table");
         assert_eq!(
             err1(&format!("{CMD}[environment]\nkeepenv = true")),
             "web.toml:3:1: environment.keepenv: unknown key; did you mean \"keep-env\"?"
@@ -1053,10 +912,7 @@ backend = "unix:/run/postgres.sock"
         let (s, d) = parse_service(Path::new("web.toml"), &text, &opts());
         assert!(s.is_none());
         assert_eq!(d[0].severity, Severity::Error);
-        let check = LoadOptions {
-            check: true,
-            ..opts()
-        };
+        let check = LoadOptions { check: true, ..opts() };
         let (s, d) = parse_service(Path::new("web.toml"), &text, &check);
         assert_eq!(s.unwrap().user, None);
         assert_eq!(
@@ -1182,15 +1038,10 @@ buffer_lines = 100
         assert_eq!(s.restart.strategy, RestartStrategy::Never);
         let h = s.health.unwrap();
         assert_eq!(h.command.unwrap(), ["/bin/sh", "-c", "test -f /x"]);
-        assert_eq!(
-            (h.interval, h.timeout),
-            (Duration::from_secs(10), Duration::from_secs(5))
-        );
+        assert_eq!((h.interval, h.timeout), (Duration::from_secs(10), Duration::from_secs(5)));
         let (s, d) = parse_service(
             Path::new("z.toml"),
-            &format!(
-                "{base}[health]\ntype = \"http\"\nendpoint = \"http://localhost:8080/health\"\n"
-            ),
+            &format!("{base}[health]\ntype = \"http\"\nendpoint = \"http://localhost:8080/health\"\n"),
             &opts(),
         );
         assert_eq!(
@@ -1200,11 +1051,8 @@ buffer_lines = 100
             ]
         );
         assert_eq!(s.unwrap().health.unwrap().http.unwrap().path, "/health");
-        let (s, d) = parse_service(
-            Path::new("z.toml"),
-            &format!("{base}[health]\ntype = \"ping\"\n"),
-            &opts(),
-        );
+        let (s, d) =
+            parse_service(Path::new("z.toml"), &format!("{base}[health]\ntype = \"ping\"\n"), &opts());
         assert!(s.is_none());
         assert_eq!(d.len(), 2, "{d:?}"); // bad type, missing target
     }
@@ -1261,15 +1109,9 @@ buffer_lines = 100
     #[test]
     fn syntax_errors_have_positions() {
         let d = errs("command = \"/bin/true\"\nx = \n");
-        assert_eq!(
-            d,
-            ["web.toml:2:5: TOML syntax: string values must be quoted, expected literal string"]
-        );
+        assert_eq!(d, ["web.toml:2:5: TOML syntax: string values must be quoted, expected literal string"]);
         let d = errs("a = 1\na = 2\n");
-        assert!(
-            d[0].starts_with("web.toml:2:1: TOML syntax: duplicate key"),
-            "{d:?}"
-        );
+        assert!(d[0].starts_with("web.toml:2:1: TOML syntax: duplicate key"), "{d:?}");
     }
 
     #[test]
@@ -1292,12 +1134,7 @@ buffer_lines = 100
         );
         assert_eq!(refs.len(), 2);
         assert_eq!(
-            (
-                refs[0].edge,
-                refs[0].name.as_str(),
-                refs[0].line,
-                refs[0].col
-            ),
+            (refs[0].edge, refs[0].name.as_str(), refs[0].line, refs[0].col),
             (Edge::Requires, "db", 2, 13)
         );
         assert_eq!(refs[1].key, "termination.die-if-failed");

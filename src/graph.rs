@@ -39,10 +39,7 @@ impl Edge {
 
     /// A missing target of this edge is an error (else a warning): design §4.
     pub fn missing_is_error(self) -> bool {
-        matches!(
-            self,
-            Edge::Requires | Edge::StartAfter | Edge::DieIfFailed | Edge::ShutdownAfter
-        )
+        matches!(self, Edge::Requires | Edge::StartAfter | Edge::DieIfFailed | Edge::ShutdownAfter)
     }
 }
 
@@ -71,11 +68,7 @@ pub fn normalize(name: &str) -> &str {
 impl Graph {
     pub fn build(config: &Config) -> Graph {
         let n = config.services.len();
-        let mut g = Graph {
-            deps: vec![Vec::new(); n],
-            dependents: vec![Vec::new(); n],
-            missing: Vec::new(),
-        };
+        let mut g = Graph { deps: vec![Vec::new(); n], dependents: vec![Vec::new(); n], missing: Vec::new() };
         for (a, s) in config.services.iter().enumerate() {
             let d = &s.deps;
             let lists: [(&[String], Edge); 7] = [
@@ -91,11 +84,7 @@ impl Graph {
                 for name in names {
                     match config.index_of(normalize(name)) {
                         Some(b) => g.add(a, b, edge),
-                        None => g.missing.push(Missing {
-                            from: a,
-                            edge,
-                            name: name.clone(),
-                        }),
+                        None => g.missing.push(Missing { from: a, edge, name: name.clone() }),
                     }
                 }
             }
@@ -126,12 +115,7 @@ impl Graph {
 
     /// Services `a` must wait for before starting (requires, start-after, after), no duplicates.
     pub fn start_deps(&self, a: Svc) -> impl Iterator<Item = (Svc, Edge)> + '_ {
-        self.deps
-            .get(a)
-            .into_iter()
-            .flatten()
-            .copied()
-            .filter(|(_, e)| e.orders_start())
+        self.deps.get(a).into_iter().flatten().copied().filter(|(_, e)| e.orders_start())
     }
 
     /// Every cycle over the start-ordering edges, each as a path that returns to its first node
@@ -159,21 +143,14 @@ impl Graph {
                         }
                         1 => {
                             let start = stack.iter().position(|&(s, _)| s == b).unwrap_or(0);
-                            let mut path: Vec<Svc> =
-                                stack.iter().skip(start).map(|&(s, _)| s).collect();
-                            if path
-                                .iter()
-                                .all(|&s| !in_cycle.get(s).copied().unwrap_or(false))
-                            {
+                            let mut path: Vec<Svc> = stack.iter().skip(start).map(|&(s, _)| s).collect();
+                            if path.iter().all(|&s| !in_cycle.get(s).copied().unwrap_or(false)) {
                                 for &s in &path {
                                     set_bool(&mut in_cycle, s);
                                 }
                                 // Rotate so the smallest index leads, for stable messages.
-                                if let Some(min_pos) = path
-                                    .iter()
-                                    .enumerate()
-                                    .min_by_key(|&(_, s)| *s)
-                                    .map(|(i, _)| i)
+                                if let Some(min_pos) =
+                                    path.iter().enumerate().min_by_key(|&(_, s)| *s).map(|(i, _)| i)
                                 {
                                     path.rotate_left(min_pos);
                                 }
@@ -286,12 +263,7 @@ mod tests {
 
     #[test]
     fn cycle_is_reported_with_its_path() {
-        let c = cfg(&[
-            ("a", &["b"], &[]),
-            ("b", &[], &["c"]),
-            ("c", &["a"], &[]),
-            ("d", &[], &[]),
-        ]);
+        let c = cfg(&[("a", &["b"], &[]), ("b", &[], &["c"]), ("c", &["a"], &[]), ("d", &[], &[])]);
         let g = Graph::build(&c);
         let cycles: Vec<Vec<String>> = g.cycles().iter().map(|p| names(&c, p)).collect();
         assert_eq!(cycles, vec![vec!["a", "b", "c", "a"]]);
@@ -308,12 +280,7 @@ mod tests {
 
     #[test]
     fn two_disjoint_cycles_are_both_reported() {
-        let c = cfg(&[
-            ("a", &["b"], &[]),
-            ("b", &["a"], &[]),
-            ("c", &["d"], &[]),
-            ("d", &["c"], &[]),
-        ]);
+        let c = cfg(&[("a", &["b"], &[]), ("b", &["a"], &[]), ("c", &["d"], &[]), ("d", &["c"], &[])]);
         let g = Graph::build(&c);
         assert_eq!(g.cycles().len(), 2);
     }
@@ -323,14 +290,7 @@ mod tests {
         let c = cfg(&[("a", &["nope"], &["gone.toml"])]);
         let g = Graph::build(&c);
         assert_eq!(g.missing.len(), 2);
-        assert_eq!(
-            g.missing[0],
-            Missing {
-                from: 0,
-                edge: Edge::Requires,
-                name: "nope".into()
-            }
-        );
+        assert_eq!(g.missing[0], Missing { from: 0, edge: Edge::Requires, name: "nope".into() });
         assert!(!g.missing[1].edge.missing_is_error());
     }
 }

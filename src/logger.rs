@@ -12,7 +12,6 @@ struct Logger {
     timestamps: bool,
 }
 
-
 impl Log for Logger {
     fn enabled(&self, m: &Metadata) -> bool {
         m.level() <= log::max_level()

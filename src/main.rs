@@ -72,11 +72,7 @@ fn supervise(run: Run, pid1: bool, inherited: signals::Inherited) -> ExitCode {
     }
 
     let dirs = if run.config.is_empty() { vec![std::path::PathBuf::from("/etc/init")] } else { run.config };
-    let opts = config::LoadOptions {
-        check: false,
-        root: None,
-        env: std::env::vars().collect(),
-    };
+    let opts = config::LoadOptions { check: false, root: None, env: std::env::vars().collect() };
     let loaded = config::load(&dirs, &opts);
     for d in &loaded.diagnostics {
         match d.severity {

@@ -117,7 +117,10 @@ fn set_hostname() {
 }
 
 fn set_default_path() {
-    crate::sys::setenv_single_threaded("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    crate::sys::setenv_single_threaded(
+        "PATH",
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    );
 }
 
 /// The end of a system run: sync, unmount what can be unmounted (remount the rest read-only), then
@@ -144,11 +147,8 @@ pub fn power(action: PowerAction) -> ! {
 /// Unmounts every mount in /proc/self/mounts, deepest first; what stays busy is remounted read-only.
 fn unmount_all() {
     let Ok(text) = std::fs::read_to_string("/proc/self/mounts") else { return };
-    let mut targets: Vec<String> = text
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(1))
-        .map(|t| t.replace("\\040", " "))
-        .collect();
+    let mut targets: Vec<String> =
+        text.lines().filter_map(|l| l.split_whitespace().nth(1)).map(|t| t.replace("\\040", " ")).collect();
     targets.reverse();
     for t in targets {
         if matches!(t.as_str(), "/" | "/proc" | "/sys" | "/dev") {

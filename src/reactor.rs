@@ -37,9 +37,14 @@ pub struct Options {
 enum Watch {
     Signals,
     /// The exec-status pipe of the child `pid` of service `svc`.
-    Exec { svc: Svc, pid: i32 },
+    Exec {
+        svc: Svc,
+        pid: i32,
+    },
     /// The read end of a service's `log` pipe.
-    Log { svc: Svc },
+    Log {
+        svc: Svc,
+    },
 }
 
 struct Entry {
@@ -71,7 +76,12 @@ impl Reactor {
     pub fn new(config: Config, opts: Options) -> std::io::Result<Reactor> {
         let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
         let signals = SignalFd::new()?;
-        epoll::add(&epoll, signals.as_fd(), epoll::EventData::new_u64(SIGNALS_FD_TOKEN), epoll::EventFlags::IN)?;
+        epoll::add(
+            &epoll,
+            signals.as_fd(),
+            epoll::EventData::new_u64(SIGNALS_FD_TOKEN),
+            epoll::EventFlags::IN,
+        )?;
         let now = Instant::now();
         let mut sup = Supervisor::new(config, opts.mode, now);
         sup.set_stop_timeout(opts.stop_timeout);
@@ -135,7 +145,8 @@ impl Reactor {
         }
         let fd = (token & 0xffff_ffff) as i32;
         let generation = (token >> 32) as u32;
-        let Some(watch) = self.entries.get(&fd).filter(|e| e.generation == generation).map(|e| e.watch) else {
+        let Some(watch) = self.entries.get(&fd).filter(|e| e.generation == generation).map(|e| e.watch)
+        else {
             return;
         };
         match watch {
@@ -306,7 +317,8 @@ impl Reactor {
         self.generation = self.generation.wrapping_add(1);
         let raw = fd.as_raw_fd();
         let token = (u64::from(self.generation) << 32) | u64::from(raw as u32);
-        if let Err(e) = epoll::add(&self.epoll, &fd, epoll::EventData::new_u64(token), epoll::EventFlags::IN) {
+        if let Err(e) = epoll::add(&self.epoll, &fd, epoll::EventData::new_u64(token), epoll::EventFlags::IN)
+        {
             log::error!("epoll_ctl(ADD): {e}");
             return;
         }

@@ -167,19 +167,14 @@ pub struct SignalFd {
 impl SignalFd {
     /// signalfd for every handled signal; call `block_all` first or they are delivered instead.
     pub fn new() -> io::Result<SignalFd> {
-        Ok(SignalFd {
-            fd: sys::signalfd(handled_set())?,
-        })
+        Ok(SignalFd { fd: sys::signalfd(handled_set())? })
     }
 
     /// The next pending signal, or `None` when there is none (call until `None` to drain).
     /// A read error other than EAGAIN also gives `None` (logged): the loop must go on.
     pub fn read(&self) -> Option<SigInfo> {
         match sys::signalfd_read(&self.fd) {
-            Ok(Some(i)) => Some(SigInfo {
-                signo: i.signo,
-                pid: i.pid,
-            }),
+            Ok(Some(i)) => Some(SigInfo { signo: i.signo, pid: i.pid }),
             Ok(None) => None,
             Err(e) => {
                 log::error!("signalfd read: {}", sys::strerror(sys::errno_of(&e)));
@@ -263,9 +258,7 @@ mod tests {
         for sig in [9, 19, 11, 7, 8, 4, 5, 6, 31] {
             assert_eq!(set & sys::sig_bit(sig), 0, "{sig}");
         }
-        for sig in [
-            1, 2, 3, 10, 12, 13, 14, 15, 17, 18, 20, 21, 22, 28, 30, 34, 37, 38, 64,
-        ] {
+        for sig in [1, 2, 3, 10, 12, 13, 14, 15, 17, 18, 20, 21, 22, 28, 30, 34, 37, 38, 64] {
             assert_ne!(set & sys::sig_bit(sig), 0, "{sig}");
         }
     }

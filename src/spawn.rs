@@ -54,12 +54,7 @@ pub struct Stdio {
 impl Stdio {
     /// All three inherited, nothing extra (tini mode).
     pub fn inherit() -> Stdio {
-        Stdio {
-            stdin: Io::Inherit,
-            stdout: Io::Inherit,
-            stderr: Io::Inherit,
-            extra: Vec::new(),
-        }
+        Stdio { stdin: Io::Inherit, stdout: Io::Inherit, stderr: Io::Inherit, extra: Vec::new() }
     }
 }
 
@@ -150,11 +145,7 @@ impl Plan {
             if !groups.contains(&c.gid) {
                 groups.insert(0, c.gid);
             }
-            let change = CredChange {
-                uid: c.uid,
-                gid: c.gid,
-                groups,
-            };
+            let change = CredChange { uid: c.uid, gid: c.gid, groups };
             if !same_credentials(&change) {
                 plan.creds = Some(change);
             }
@@ -201,14 +192,8 @@ impl Plan {
             }
         };
         let path = cstring(path.as_bytes(), "command")?;
-        let argv = argv
-            .iter()
-            .map(|a| cstring(a.as_bytes(), "command"))
-            .collect::<Result<Vec<_>, _>>()?;
-        let env = env
-            .iter()
-            .map(|(k, v)| env_entry(k, v))
-            .collect::<Result<Vec<_>, _>>()?;
+        let argv = argv.iter().map(|a| cstring(a.as_bytes(), "command")).collect::<Result<Vec<_>, _>>()?;
+        let env = env.iter().map(|(k, v)| env_entry(k, v)).collect::<Result<Vec<_>, _>>()?;
         Ok(Plan {
             path,
             found,
@@ -270,21 +255,14 @@ fn cstring(bytes: &[u8], what: &str) -> Result<CString, String> {
 fn env_entry(key: &OsStr, value: &OsStr) -> Result<CString, String> {
     let k = key.as_bytes();
     if k.is_empty() || k.contains(&b'=') {
-        return Err(format!(
-            "invalid environment variable name {:?}",
-            key.to_string_lossy()
-        ));
+        return Err(format!("invalid environment variable name {:?}", key.to_string_lossy()));
     }
     let mut entry = Vec::with_capacity(k.len() + 1 + value.len());
     entry.extend_from_slice(k);
     entry.push(b'=');
     entry.extend_from_slice(value.as_bytes());
-    CString::new(entry).map_err(|_| {
-        format!(
-            "environment variable {} contains a NUL byte",
-            key.to_string_lossy()
-        )
-    })
+    CString::new(entry)
+        .map_err(|_| format!("environment variable {} contains a NUL byte", key.to_string_lossy()))
 }
 
 fn resource(r: Rlimit) -> Resource {
@@ -329,10 +307,7 @@ fn same_credentials(c: &CredChange) -> bool {
 /// The value of `key` in an environment list (the last one wins, as getenv(3) would not
 /// guarantee but a re-set variable expects).
 fn lookup<'a>(env: &'a [(OsString, OsString)], key: &str) -> Option<&'a OsStr> {
-    env.iter()
-        .rev()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_os_str())
+    env.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_os_str())
 }
 
 /// Sets `key` in place (keeping its position) or appends it.
@@ -369,10 +344,7 @@ fn parse_passwd(text: &str, uid: u32) -> Option<Account> {
         let _gid = f.next()?;
         let _gecos = f.next()?;
         let home = f.next()?;
-        (u == uid && !name.is_empty()).then(|| Account {
-            name: name.to_string(),
-            home: home.to_string(),
-        })
+        (u == uid && !name.is_empty()).then(|| Account { name: name.to_string(), home: home.to_string() })
     })
 }
 
@@ -387,11 +359,7 @@ fn read_hostname() -> String {
     }
     let uts = rustix::system::uname();
     let node = uts.nodename().to_string_lossy();
-    if node.is_empty() {
-        "localhost".to_string()
-    } else {
-        node.into_owned()
-    }
+    if node.is_empty() { "localhost".to_string() } else { node.into_owned() }
 }
 
 /// A service's environment. Lowest to highest precedence: base (empty, or init's whole
@@ -403,20 +371,12 @@ fn service_env(
     account: Option<&Account>,
     hostname: &str,
 ) -> Vec<(OsString, OsString)> {
-    let from_init: Vec<(OsString, OsString)> = inherited
-        .iter()
-        .filter(|(k, _)| !is_init_only(k))
-        .cloned()
-        .collect();
-    let mut env = if spec.env.keep_env {
-        from_init.clone()
-    } else {
-        Vec::new()
-    };
+    let from_init: Vec<(OsString, OsString)> =
+        inherited.iter().filter(|(k, _)| !is_init_only(k)).cloned().collect();
+    let mut env = if spec.env.keep_env { from_init.clone() } else { Vec::new() };
 
     set_var(&mut env, "HOSTNAME", OsString::from(hostname));
-    let path = lookup(&from_init, "PATH")
-        .map_or_else(|| OsString::from(DEFAULT_PATH), OsStr::to_os_string);
+    let path = lookup(&from_init, "PATH").map_or_else(|| OsString::from(DEFAULT_PATH), OsStr::to_os_string);
     set_var(&mut env, "PATH", path);
     let uid = spec.user.map_or_else(sys::getuid, |c| c.uid);
     let (user, home) = match account {
@@ -434,10 +394,7 @@ fn service_env(
     for name in &spec.env.re_export {
         match lookup(&from_init, name) {
             Some(v) => set_var(&mut env, name, v.to_os_string()),
-            None => log::warn!(
-                "{}: re-export: {name} is not set in init's environment",
-                spec.name
-            ),
+            None => log::warn!("{}: re-export: {name} is not set in init's environment", spec.name),
         }
     }
     for (k, v) in &spec.env.additional {
@@ -453,9 +410,7 @@ fn find_in_path(name: &OsStr, path: &OsStr) -> Option<OsString> {
         .split(|&b| b == b':')
         .filter(|dir| dir.first() == Some(&b'/'))
         .map(|dir| Path::new(OsStr::from_bytes(dir)).join(name))
-        .find(|p| {
-            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
         .map(std::path::PathBuf::into_os_string)
 }
 
@@ -541,27 +496,15 @@ pub fn read_exec_status(fd: &OwnedFd) -> ExecStatus {
 
 fn decode_record(rec: &[u8]) -> ExecStatus {
     let stage = rec.first().copied().and_then(Stage::from_u8);
-    let errno = rec
-        .get(1..5)
-        .and_then(|b| b.try_into().ok())
-        .map(i32::from_le_bytes);
-    let len = rec
-        .get(5..7)
-        .and_then(|b| b.try_into().ok())
-        .map(u16::from_le_bytes);
+    let errno = rec.get(1..5).and_then(|b| b.try_into().ok()).map(i32::from_le_bytes);
+    let len = rec.get(5..7).and_then(|b| b.try_into().ok()).map(u16::from_le_bytes);
     match (stage, errno, len) {
         (Some(stage), Some(errno), Some(len)) => {
             let detail = rec.get(HEADER..HEADER + usize::from(len)).unwrap_or(&[]);
             let detail = String::from_utf8_lossy(detail);
-            ExecStatus::Failed {
-                message: stage.message(&detail, errno),
-                errno,
-            }
+            ExecStatus::Failed { message: stage.message(&detail, errno), errno }
         }
-        _ => ExecStatus::Failed {
-            message: "unable to spawn: malformed exec status".to_string(),
-            errno: 0,
-        },
+        _ => ExecStatus::Failed { message: "unable to spawn: malformed exec status".to_string(), errno: 0 },
     }
 }
 
@@ -575,12 +518,8 @@ pub fn open_null(for_writing: bool) -> Result<OwnedFd, String> {
     match rustix::fs::open("/dev/null", flags, rustix::fs::Mode::empty()) {
         Ok(fd) => Ok(fd),
         Err(_) => {
-            let (r, w) = sys::pipe_cloexec().map_err(|e| {
-                format!(
-                    "unable to create a pipe: {}",
-                    sys::strerror(sys::errno_of(&e))
-                )
-            })?;
+            let (r, w) = sys::pipe_cloexec()
+                .map_err(|e| format!("unable to create a pipe: {}", sys::strerror(sys::errno_of(&e))))?;
             Ok(if for_writing { w } else { r })
         }
     }
@@ -589,16 +528,11 @@ pub fn open_null(for_writing: bool) -> Result<OwnedFd, String> {
 /// Forks and runs `plan` in the child. The parent gets the pid and the read end of the status
 /// pipe; the fds in `stdio` are closed in the parent when this returns.
 pub fn spawn(plan: &Plan, stdio: Stdio, group: Group) -> Result<Child, String> {
-    let err =
-        |what: &str, e: std::io::Error| format!("{what}: {}", sys::strerror(sys::errno_of(&e)));
+    let err = |what: &str, e: std::io::Error| format!("{what}: {}", sys::strerror(sys::errno_of(&e)));
 
     // Every pointer array and fd the child touches is made here, before fork.
-    let argv: Vec<*const c_char> = plan
-        .argv
-        .iter()
-        .map(|a| a.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect();
+    let argv: Vec<*const c_char> =
+        plan.argv.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
     let pid_env = plan.listen_pid.then(|| sys::PidEnv::new(b"LISTEN_PID="));
     let envp: Vec<*const c_char> = plan
         .env
@@ -617,16 +551,11 @@ pub fn spawn(plan: &Plan, stdio: Stdio, group: Group) -> Result<Child, String> {
         Io::Fd(fd) => Some(fd.as_raw_fd()),
         Io::Null => None,
     };
-    for (target, io, writing) in [
-        (0, stdio.stdin, false),
-        (1, stdio.stdout, true),
-        (2, stdio.stderr, true),
-    ] {
+    for (target, io, writing) in [(0, stdio.stdin, false), (1, stdio.stdout, true), (2, stdio.stderr, true)] {
         match io {
             Io::Inherit => inherit.push(target),
             Io::Null => {
-                let fd =
-                    open_null(writing).map_err(|e| format!("unable to open /dev/null: {e}"))?;
+                let fd = open_null(writing).map_err(|e| format!("unable to open /dev/null: {e}"))?;
                 moves.push((fd.as_raw_fd(), target));
                 owned.push(fd);
             }
@@ -665,8 +594,7 @@ pub fn spawn(plan: &Plan, stdio: Stdio, group: Group) -> Result<Child, String> {
 
     // Block everything across fork so no handler of the parent runs in the child before the
     // dispositions are reset. init has them blocked already; tests and tools may not.
-    let old_mask =
-        sys::sigprocmask_set(sys::full_sigset()).map_err(|e| err("unable to fork", e))?;
+    let old_mask = sys::sigprocmask_set(sys::full_sigset()).map_err(|e| err("unable to fork", e))?;
     let forked = sys::fork();
     if let Ok(None) = forked {
         run_child(ctx);
@@ -686,10 +614,7 @@ pub fn spawn(plan: &Plan, stdio: Stdio, group: Group) -> Result<Child, String> {
     }
     drop(status_w);
     drop(owned);
-    Ok(Child {
-        pid,
-        status: status_r,
-    })
+    Ok(Child { pid, status: status_r })
 }
 
 struct ChildCtx<'a> {
@@ -722,11 +647,7 @@ fn run_child(mut ctx: ChildCtx<'_>) -> ! {
         }
     };
     report(ctx.status, stage, errno, detail);
-    let code = if stage == Stage::Exec {
-        sys::exit_code_for_exec_errno(errno)
-    } else {
-        1
-    };
+    let code = if stage == Stage::Exec { sys::exit_code_for_exec_errno(errno) } else { 1 };
     sys::exit_now(code)
 }
 
@@ -768,10 +689,8 @@ fn child_setup<'a>(ctx: &mut ChildCtx<'a>) -> Result<(), Failure<'a>> {
         }
     }
     for &(res, soft, hard) in &plan.rlimits {
-        sys::setrlimit(res, soft, hard).map_err(fail(
-            Stage::Rlimit,
-            Detail::Bytes(resource_name(res).as_bytes()),
-        ))?;
+        sys::setrlimit(res, soft, hard)
+            .map_err(fail(Stage::Rlimit, Detail::Bytes(resource_name(res).as_bytes())))?;
     }
     if let Some(c) = &plan.creds {
         sys::setgroups(ctx.groups).map_err(fail(Stage::Groups, Detail::Number(c.uid)))?;
@@ -804,14 +723,12 @@ fn setup_fds<'a>(ctx: &mut ChildCtx<'a>) -> Result<(), Failure<'a>> {
     let first_free = ctx.first_free;
     if ctx.status < first_free {
         // It is CLOEXEC, so the copy still closes on exec.
-        ctx.status =
-            sys::dup_above(ctx.status, first_free).map_err(fail(Stage::Stdio, Detail::None))?;
+        ctx.status = sys::dup_above(ctx.status, first_free).map_err(fail(Stage::Stdio, Detail::None))?;
     }
     for (src, target) in ctx.moves.iter_mut() {
         if *src < first_free {
             let t = u32::try_from(*target).unwrap_or(0);
-            *src =
-                sys::dup_above(*src, first_free).map_err(fail(Stage::Stdio, Detail::Number(t)))?;
+            *src = sys::dup_above(*src, first_free).map_err(fail(Stage::Stdio, Detail::Number(t)))?;
         }
     }
     for &(src, target) in ctx.moves.iter() {
@@ -842,10 +759,7 @@ fn report(fd: RawFd, stage: Stage, errno: i32, detail: Detail<'_>) {
     let [e0, e1, e2, e3] = errno.to_le_bytes();
     let [l0, l1] = u16::try_from(len).unwrap_or(0).to_le_bytes();
     let header = [stage as u8, e0, e1, e2, e3, l0, l1];
-    for (d, s) in rec
-        .iter_mut()
-        .zip(header.iter().chain(detail.iter().take(len)))
-    {
+    for (d, s) in rec.iter_mut().zip(header.iter().chain(detail.iter().take(len))) {
         *d = *s;
     }
     let _ = sys::write_all_once(fd, rec.get(..HEADER + len).unwrap_or(&[]));
@@ -874,45 +788,23 @@ mod tests {
     use crate::spec::Credentials;
 
     fn os(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
-            .collect()
+        pairs.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))).collect()
     }
 
     fn keys(env: &[(OsString, OsString)]) -> Vec<String> {
-        env.iter()
-            .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy()))
-            .collect()
+        env.iter().map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy())).collect()
     }
 
     fn account() -> Account {
-        Account {
-            name: "www".into(),
-            home: "/home/www".into(),
-        }
+        Account { name: "www".into(), home: "/home/www".into() }
     }
 
     #[test]
     fn default_env_is_exactly_hostname_path_user_home_term() {
         let spec = ServiceSpec::new("web", vec!["/bin/true".into()]);
-        let init = os(&[
-            ("PATH", "/x:/y"),
-            ("TERM", "xterm"),
-            ("SECRET", "1"),
-            ("HOME", "/root"),
-        ]);
+        let init = os(&[("PATH", "/x:/y"), ("TERM", "xterm"), ("SECRET", "1"), ("HOME", "/root")]);
         let env = service_env(&spec, &init, Some(&account()), "box");
-        assert_eq!(
-            keys(&env),
-            [
-                "HOSTNAME=box",
-                "PATH=/x:/y",
-                "USER=www",
-                "HOME=/home/www",
-                "TERM=xterm"
-            ]
-        );
+        assert_eq!(keys(&env), ["HOSTNAME=box", "PATH=/x:/y", "USER=www", "HOME=/home/www", "TERM=xterm"]);
     }
 
     #[test]
@@ -922,12 +814,7 @@ mod tests {
         if sys::getuid() == 0 {
             assert_eq!(
                 keys(&env),
-                [
-                    "HOSTNAME=box",
-                    format!("PATH={DEFAULT_PATH}").as_str(),
-                    "USER=root",
-                    "HOME=/"
-                ]
+                ["HOSTNAME=box", format!("PATH={DEFAULT_PATH}").as_str(), "USER=root", "HOME=/"]
             );
         }
     }
@@ -952,10 +839,7 @@ mod tests {
         assert!(k.contains(&"HOME=/home/www".to_string()));
         assert!(k.contains(&"TERM=bar".to_string()));
         assert!(k.contains(&"A=1".to_string()));
-        assert!(
-            !k.iter()
-                .any(|e| e.starts_with("NOTIFY_SOCKET=") || e.starts_with("LISTEN_"))
-        );
+        assert!(!k.iter().any(|e| e.starts_with("NOTIFY_SOCKET=") || e.starts_with("LISTEN_")));
         assert_eq!(k.iter().filter(|e| e.starts_with("TERM=")).count(), 1);
     }
 
@@ -972,10 +856,7 @@ mod tests {
         let text = "root:x:0:0:root:/root:/bin/sh\n\nbad line\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
         assert_eq!(
             parse_passwd(text, 65534),
-            Some(Account {
-                name: "nobody".into(),
-                home: "/nonexistent".into()
-            })
+            Some(Account { name: "nobody".into(), home: "/nonexistent".into() })
         );
         assert_eq!(parse_passwd(text, 0).map(|a| a.home), Some("/root".into()));
         assert_eq!(parse_passwd(text, 5), None);
@@ -1024,14 +905,10 @@ mod tests {
 
     #[test]
     fn set_env_replaces() {
-        let mut plan =
-            Plan::for_argv(vec!["/bin/true".into()], &os(&[("A", "1"), ("B", "2")])).unwrap();
+        let mut plan = Plan::for_argv(vec!["/bin/true".into()], &os(&[("A", "1"), ("B", "2")])).unwrap();
         plan.set_env("A", OsStr::new("3")).unwrap();
         plan.set_listen_fds(2).unwrap();
-        let env: Vec<_> = plan
-            .env()
-            .map(|e| e.to_string_lossy().into_owned())
-            .collect();
+        let env: Vec<_> = plan.env().map(|e| e.to_string_lossy().into_owned()).collect();
         assert_eq!(env, ["B=2", "A=3", "LISTEN_FDS=2"]);
         assert!(plan.listen_pid);
     }
@@ -1049,14 +926,8 @@ mod tests {
                 errno: 2
             }
         );
-        assert!(matches!(
-            decode_record(&[99]),
-            ExecStatus::Failed { errno: 0, .. }
-        ));
-        assert!(matches!(
-            decode_record(&[12, 1]),
-            ExecStatus::Failed { errno: 0, .. }
-        ));
+        assert!(matches!(decode_record(&[99]), ExecStatus::Failed { errno: 0, .. }));
+        assert!(matches!(decode_record(&[12, 1]), ExecStatus::Failed { errno: 0, .. }));
     }
 
     #[test]

@@ -157,8 +157,7 @@ pub fn getgroups() -> io::Result<Vec<u32>> {
 /// fork), which is the one place init changes credentials. Child-safe.
 pub fn setgroups(groups: &[u32]) -> io::Result<()> {
     // SAFETY: pointer and length describe a valid gid_t slice.
-    check_long(unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) })
-        .map(drop)
+    check_long(unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) }).map(drop)
 }
 
 /// setgid(2). Raw syscall, see `setgroups`. Child-safe.
@@ -246,10 +245,7 @@ impl Resource {
 
 /// getrlimit(2): (soft, hard); `u64::MAX` is RLIM_INFINITY.
 pub fn getrlimit(res: Resource) -> io::Result<(u64, u64)> {
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: `r` is a valid out-pointer.
     check(unsafe { libc::getrlimit(res.raw() as _, &mut r) })?;
     Ok((r.rlim_cur, r.rlim_max))
@@ -257,10 +253,7 @@ pub fn getrlimit(res: Resource) -> io::Result<(u64, u64)> {
 
 /// setrlimit(2) (musl uses prlimit64: process-wide). Child-safe.
 pub fn setrlimit(res: Resource, soft: u64, hard: u64) -> io::Result<()> {
-    let r = libc::rlimit {
-        rlim_cur: soft,
-        rlim_max: hard,
-    };
+    let r = libc::rlimit { rlim_cur: soft, rlim_max: hard };
     // SAFETY: `r` is a valid in-pointer.
     check(unsafe { libc::setrlimit(res.raw() as _, &r) }).map(drop)
 }
@@ -273,8 +266,7 @@ pub fn set_child_subreaper() -> io::Result<()> {
 
 /// prctl(2) PR_SET_PDEATHSIG: the signal this process gets when its parent dies (0 = none).
 pub fn set_parent_death_signal(sig: i32) -> io::Result<()> {
-    let sig =
-        libc::c_ulong::try_from(sig).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let sig = libc::c_ulong::try_from(sig).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: integer arguments only.
     check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig) }).map(drop)
 }
@@ -448,11 +440,7 @@ pub type SigSet = u64;
 
 /// The bit of signal `sig` in a `SigSet` (0 for numbers out of 1..=64).
 pub fn sig_bit(sig: i32) -> SigSet {
-    if (1..=NSIG).contains(&sig) {
-        1u64 << (sig - 1)
-    } else {
-        0
-    }
+    if (1..=NSIG).contains(&sig) { 1u64 << (sig - 1) } else { 0 }
 }
 
 const SIG_BLOCK: c_int = 0;
@@ -461,18 +449,10 @@ const SIG_SETMASK: c_int = 2;
 
 fn rt_sigprocmask(how: c_int, set: Option<SigSet>) -> io::Result<SigSet> {
     let mut old: SigSet = 0;
-    let set_ptr = set
-        .as_ref()
-        .map_or(std::ptr::null(), |s| s as *const SigSet);
+    let set_ptr = set.as_ref().map_or(std::ptr::null(), |s| s as *const SigSet);
     // SAFETY: pointers to 8-byte kernel sigsets (or NULL), size 8 as the kernel expects.
     check_long(unsafe {
-        libc::syscall(
-            libc::SYS_rt_sigprocmask,
-            how,
-            set_ptr,
-            &mut old as *mut SigSet,
-            8usize,
-        )
+        libc::syscall(libc::SYS_rt_sigprocmask, how, set_ptr, &mut old as *mut SigSet, 8usize)
     })?;
     Ok(old)
 }
@@ -528,25 +508,12 @@ fn rt_sigaction(sig: i32, new: Option<Disposition>) -> io::Result<usize> {
         restorer: 0,
         mask: 0,
     });
-    let mut old = KernelSigaction {
-        handler: 0,
-        flags: 0,
-        restorer: 0,
-        mask: 0,
-    };
-    let act_ptr = act
-        .as_ref()
-        .map_or(std::ptr::null(), |a| a as *const KernelSigaction);
+    let mut old = KernelSigaction { handler: 0, flags: 0, restorer: 0, mask: 0 };
+    let act_ptr = act.as_ref().map_or(std::ptr::null(), |a| a as *const KernelSigaction);
     // SAFETY: valid pointers to kernel sigaction structs (or NULL), sigset size 8. SIG_DFL and
     // SIG_IGN need no restorer (SA_RESTORER is only needed for handlers that return).
     check_long(unsafe {
-        libc::syscall(
-            libc::SYS_rt_sigaction,
-            sig,
-            act_ptr,
-            &mut old as *mut KernelSigaction,
-            8usize,
-        )
+        libc::syscall(libc::SYS_rt_sigaction, sig, act_ptr, &mut old as *mut KernelSigaction, 8usize)
     })?;
     Ok(old.handler)
 }
@@ -577,11 +544,7 @@ pub fn reset_dispositions(ignore: SigSet) -> io::Result<()> {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }
-        let d = if ignore & sig_bit(sig) != 0 {
-            Disposition::Ignore
-        } else {
-            Disposition::Default
-        };
+        let d = if ignore & sig_bit(sig) != 0 { Disposition::Ignore } else { Disposition::Default };
         set_disposition(sig, d)?;
     }
     Ok(())
@@ -602,13 +565,7 @@ pub fn signalfd(set: SigSet) -> io::Result<OwnedFd> {
     let flags = libc::SFD_NONBLOCK | libc::SFD_CLOEXEC;
     // SAFETY: pointer to an 8-byte kernel sigset, size 8.
     let fd = check_long(unsafe {
-        libc::syscall(
-            libc::SYS_signalfd4,
-            -1 as c_int,
-            &set as *const SigSet,
-            8usize,
-            flags,
-        )
+        libc::syscall(libc::SYS_signalfd4, -1 as c_int, &set as *const SigSet, 8usize, flags)
     })?;
     let fd = c_int::try_from(fd).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
     // SAFETY: the kernel just returned this new fd; we own it.
@@ -622,13 +579,8 @@ pub fn signalfd_read(fd: &OwnedFd) -> io::Result<Option<SignalfdInfo>> {
     let size = std::mem::size_of::<libc::signalfd_siginfo>();
     loop {
         // SAFETY: pointer and size describe `info`.
-        let n = unsafe {
-            libc::read(
-                fd.as_raw_fd(),
-                (&mut info as *mut libc::signalfd_siginfo).cast(),
-                size,
-            )
-        };
+        let n =
+            unsafe { libc::read(fd.as_raw_fd(), (&mut info as *mut libc::signalfd_siginfo).cast(), size) };
         if n == -1 {
             let e = io::Error::last_os_error();
             match e.raw_os_error() {
@@ -845,10 +797,7 @@ impl PidEnv {
         for (d, s) in buf.iter_mut().zip(prefix.iter().take(prefix_len)) {
             *d = *s;
         }
-        PidEnv {
-            raw: Box::into_raw(buf),
-            prefix_len,
-        }
+        PidEnv { raw: Box::into_raw(buf), prefix_len }
     }
 
     /// The NUL-terminated entry, for an envp array.
@@ -916,12 +865,7 @@ mod tests {
     #[test]
     fn reboot_refuses_unless_pid_1() {
         if getpid() != 1 {
-            assert_eq!(
-                reboot(RebootCmd::PowerOff)
-                    .err()
-                    .and_then(|e| e.raw_os_error()),
-                Some(libc::EPERM)
-            );
+            assert_eq!(reboot(RebootCmd::PowerOff).err().and_then(|e| e.raw_os_error()), Some(libc::EPERM));
         }
     }
 

@@ -17,9 +17,9 @@ use toml::de::{DeTable, DeValue};
 use crate::config::{Diagnostic, LoadOptions, Severity};
 use crate::graph::Edge;
 use crate::spec::{
-    Credentials, Endpoint, FailureStrategy, Format, Health, HttpEndpoint, Kind, ListenAddr,
-    MAX_DURATION, MIN_BACKOFF, OnUnhealthy, Output, ProxySpec, Ready, RestartStrategy, Rlimit,
-    ServiceSpec, SocketSpec, StartMode,
+    Credentials, Endpoint, FailureStrategy, Format, Health, HttpEndpoint, Kind, ListenAddr, MAX_DURATION,
+    MIN_BACKOFF, OnUnhealthy, Output, ProxySpec, Ready, RestartStrategy, Rlimit, ServiceSpec, SocketSpec,
+    StartMode,
 };
 
 type Val<'i> = Spanned<DeValue<'i>>;
@@ -87,11 +87,7 @@ fn db_lines(text: &str) -> impl Iterator<Item = (&str, u32, &str)> {
 
 impl UserDb {
     pub fn new(root: Option<&Path>) -> UserDb {
-        UserDb {
-            root: root.map(Path::to_path_buf),
-            passwd: None,
-            group: None,
-        }
+        UserDb { root: root.map(Path::to_path_buf), passwd: None, group: None }
     }
 
     fn file_name(&self, which: &str) -> PathBuf {
@@ -103,11 +99,7 @@ impl UserDb {
 
     fn text(&mut self, group: bool) -> Result<&str, String> {
         let name = self.file_name(if group { "group" } else { "passwd" });
-        let slot = if group {
-            &mut self.group
-        } else {
-            &mut self.passwd
-        };
+        let slot = if group { &mut self.group } else { &mut self.passwd };
         let r = slot.get_or_insert_with(|| {
             std::fs::read(&name)
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
@@ -122,9 +114,7 @@ impl UserDb {
         match who {
             IdRef::Id(uid) => {
                 let found = self.text(false).ok().and_then(|t| {
-                    db_lines(t)
-                        .find(|(_, id, _)| id == uid)
-                        .map(|(n, _, g)| (g.parse().ok(), n.to_string()))
+                    db_lines(t).find(|(_, id, _)| id == uid).map(|(n, _, g)| (g.parse().ok(), n.to_string()))
                 });
                 Ok(match found {
                     Some((gid, name)) => (*uid, gid, Some(name)),
@@ -132,9 +122,7 @@ impl UserDb {
                 })
             }
             // root is uid 0 everywhere, also in an image with no /etc/passwd.
-            IdRef::Name(n) if n == "root" && self.text(false).is_err() => {
-                Ok((0, Some(0), Some(n.clone())))
-            }
+            IdRef::Name(n) if n == "root" && self.text(false).is_err() => Ok((0, Some(0), Some(n.clone()))),
             IdRef::Name(n) => {
                 let t = self.text(false)?;
                 db_lines(t)
@@ -198,11 +186,7 @@ impl<'t, 'i> Tbl<'t, 'i> {
         self.t.get(k)
     }
     fn key(&self, k: &str) -> String {
-        if self.name.is_empty() {
-            k.to_string()
-        } else {
-            format!("{}.{k}", self.name)
-        }
+        if self.name.is_empty() { k.to_string() } else { format!("{}.{k}", self.name) }
     }
 }
 
@@ -293,21 +277,8 @@ fn hint(word: &str, candidates: &[&str]) -> String {
 }
 
 impl<'a> Ctx<'a> {
-    pub fn new(
-        path: &'a Path,
-        text: &'a str,
-        opts: &'a LoadOptions,
-        users: &'a mut UserDb,
-    ) -> Ctx<'a> {
-        Ctx {
-            path,
-            src: Source::new(text),
-            diags: Vec::new(),
-            opts,
-            users,
-            native: true,
-            refs: Vec::new(),
-        }
+    pub fn new(path: &'a Path, text: &'a str, opts: &'a LoadOptions, users: &'a mut UserDb) -> Ctx<'a> {
+        Ctx { path, src: Source::new(text), diags: Vec::new(), opts, users, native: true, refs: Vec::new() }
     }
 
     pub fn diag(&mut self, sev: Severity, span: Option<Span>, key: &str, message: String) {
@@ -331,10 +302,7 @@ impl<'a> Ctx<'a> {
     }
 
     pub fn errors(&self) -> usize {
-        self.diags
-            .iter()
-            .filter(|d| d.severity == Severity::Error)
-            .count()
+        self.diags.iter().filter(|d| d.severity == Severity::Error).count()
     }
 
     fn expected(&mut self, v: &Val<'_>, key: &str, what: &str) {
@@ -349,11 +317,7 @@ impl<'a> Ctx<'a> {
             if known.contains(&name) {
                 continue;
             }
-            let what = if v.get_ref().is_table() {
-                "table"
-            } else {
-                "key"
-            };
+            let what = if v.get_ref().is_table() { "table" } else { "key" };
             let h = hint(name, known);
             let key = t.key(name);
             if self.native {
@@ -367,11 +331,7 @@ impl<'a> Ctx<'a> {
     fn table<'t, 'i>(&mut self, t: &Tbl<'t, 'i>, k: &str) -> Option<Tbl<'t, 'i>> {
         let v = t.get(k)?;
         match v.get_ref() {
-            DeValue::Table(sub) => Some(Tbl {
-                t: sub,
-                name: t.key(k),
-                span: v.span(),
-            }),
+            DeValue::Table(sub) => Some(Tbl { t: sub, name: t.key(k), span: v.span() }),
             _ => {
                 self.expected(v, &t.key(k), "a table");
                 None
@@ -396,11 +356,7 @@ impl<'a> Ctx<'a> {
                 rest = r;
             } else if let Some(r) = after.strip_prefix('{') {
                 let Some(end) = r.find('}') else {
-                    self.err(
-                        span,
-                        key,
-                        "unterminated \"${\" (write \"$$\" for a literal \"$\")",
-                    );
+                    self.err(span, key, "unterminated \"${\" (write \"$$\" for a literal \"$\")");
                     return None;
                 };
                 let inner = r.get(..end).unwrap_or("");
@@ -408,22 +364,11 @@ impl<'a> Ctx<'a> {
                     Some((n, d)) => (n, Some(d)),
                     None => (inner, None),
                 };
-                let valid =
-                    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-                let value = self
-                    .opts
-                    .env
-                    .iter()
-                    .rev()
-                    .find(|(k, _)| k == name)
-                    .map(|(_, v)| v.as_str());
+                let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                let value = self.opts.env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
                 match (valid, value, default) {
                     (false, _, _) => {
-                        self.err(
-                            span,
-                            key,
-                            format!("invalid variable name in \"${{{inner}}}\""),
-                        );
+                        self.err(span, key, format!("invalid variable name in \"${{{inner}}}\""));
                         ok = false;
                     }
                     (true, Some(""), Some(d)) => out.push_str(d),
@@ -491,11 +436,7 @@ impl<'a> Ctx<'a> {
                 Some(n) if (min..=max).contains(&n) => Some(n),
                 _ => {
                     let text = int_text(i);
-                    self.err(
-                        &v.span(),
-                        key,
-                        format!("{text} is out of range ({min} to {max})"),
-                    );
+                    self.err(&v.span(), key, format!("{text} is out of range ({min} to {max})"));
                     None
                 }
             },
@@ -507,8 +448,7 @@ impl<'a> Ctx<'a> {
     }
 
     fn u32(&mut self, t: &Tbl<'_, '_>, k: &str) -> Option<u32> {
-        self.int(t, k, 0, i64::from(u32::MAX))
-            .and_then(|n| u32::try_from(n).ok())
+        self.int(t, k, 0, i64::from(u32::MAX)).and_then(|n| u32::try_from(n).ok())
     }
 
     fn duration(&mut self, t: &Tbl<'_, '_>, k: &str) -> Option<Duration> {
@@ -530,7 +470,9 @@ impl<'a> Ctx<'a> {
                 self.err(
                     &v.span(),
                     &key,
-                    format!("expected a duration with a unit such as \"{n}s\" or \"{n}ms\", found integer {n}"),
+                    format!(
+                        "expected a duration with a unit such as \"{n}s\" or \"{n}ms\", found integer {n}"
+                    ),
                 );
                 None
             }
@@ -572,11 +514,7 @@ impl<'a> Ctx<'a> {
             }
         };
         if n > max {
-            self.err(
-                &v.span(),
-                &key,
-                format!("{n} bytes is too large (at most {max})"),
-            );
+            self.err(&v.span(), &key, format!("{n} bytes is too large (at most {max})"));
             return None;
         }
         Some(n)
@@ -588,12 +526,9 @@ impl<'a> Ctx<'a> {
         let key = t.key(k);
         match v.get_ref() {
             DeValue::String(_) => self.string_of(v, &key).map(|s| vec![s]),
-            DeValue::Array(items) => Some(
-                items
-                    .iter()
-                    .filter_map(|item| self.string_of(item, &key))
-                    .collect(),
-            ),
+            DeValue::Array(items) => {
+                Some(items.iter().filter_map(|item| self.string_of(item, &key)).collect())
+            }
             _ => {
                 self.expected(v, &key, "an array of strings");
                 None
@@ -609,11 +544,7 @@ impl<'a> Ctx<'a> {
             return Some(i);
         }
         let h = hint(&s, choices);
-        self.err(
-            &span,
-            &key,
-            format!("expected one of {}, found {s:?}{h}", choices.join(", ")),
-        );
+        self.err(&span, &key, format!("expected one of {}, found {s:?}{h}", choices.join(", ")));
         None
     }
 
@@ -637,7 +568,9 @@ impl<'a> Ctx<'a> {
                     self.err(
                         &span,
                         key,
-                        format!("unknown signal {s:?} (a name such as \"TERM\" or \"SIGTERM\", or a number){h}"),
+                        format!(
+                            "unknown signal {s:?} (a name such as \"TERM\" or \"SIGTERM\", or a number){h}"
+                        ),
                     );
                 }
                 n
@@ -653,9 +586,7 @@ impl<'a> Ctx<'a> {
     fn check_name(&mut self, name: &str, span: Option<&Span>, key: &str) -> bool {
         let ok = !name.is_empty()
             && name.len() <= 128
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@' | ':'));
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@' | ':'));
         if !ok {
             let msg = format!(
                 "invalid service name {name:?} (letters, digits, '-', '_', '.', '@', ':'; at most 128)"
@@ -674,13 +605,7 @@ impl<'a> Ctx<'a> {
                 continue;
             }
             let (line, col) = self.src.pos(span.start);
-            self.refs.push(DepRef {
-                edge,
-                key: key.clone(),
-                name: n.clone(),
-                line,
-                col,
-            });
+            self.refs.push(DepRef { edge, key: key.clone(), name: n.clone(), line, col });
             if !out.contains(&n) {
                 out.push(n);
             }
@@ -727,11 +652,8 @@ impl<'a> Ctx<'a> {
         if user.is_none() && group.is_none() {
             return None;
         }
-        let sev = if self.opts.check && self.opts.root.is_none() {
-            Severity::Warning
-        } else {
-            Severity::Error
-        };
+        let sev =
+            if self.opts.check && self.opts.root.is_none() { Severity::Warning } else { Severity::Error };
         let mut failed = false;
         let (uid, mut gid, name) = match &user {
             Some((u, span)) => match self.users.user(u) {
@@ -766,12 +688,7 @@ impl<'a> Ctx<'a> {
                 }
             }
         }
-        let mut c = Credentials {
-            uid,
-            gid,
-            groups: [0; 32],
-            ngroups: 0,
-        };
+        let mut c = Credentials { uid, gid, groups: [0; 32], ngroups: 0 };
         for (slot, g) in c.groups.iter_mut().zip(list.iter()) {
             *slot = *g;
             c.ngroups += 1;
@@ -779,10 +696,7 @@ impl<'a> Ctx<'a> {
         if list.len() > c.groups.len()
             && let Some((_, span)) = &user
         {
-            let msg = format!(
-                "member of {} groups; only the first 32 are used",
-                list.len()
-            );
+            let msg = format!("member of {} groups; only the first 32 are used", list.len());
             self.warn(span, &t.key(user_key), msg);
         }
         Some(c)
@@ -800,11 +714,7 @@ impl<'a> Ctx<'a> {
             DeValue::String(_) => {
                 let (s, _) = self.string_of(v, &key)?;
                 let digits = s.trim_start_matches("0o");
-                if digits.is_empty() {
-                    None
-                } else {
-                    i64::from_str_radix(digits, 8).ok()
-                }
+                if digits.is_empty() { None } else { i64::from_str_radix(digits, 8).ok() }
             }
             _ => None,
         };
@@ -843,10 +753,8 @@ impl<'a> Ctx<'a> {
             }
             DeValue::Array(items) => {
                 let n = items.len();
-                let argv: Vec<String> = items
-                    .iter()
-                    .filter_map(|i| self.string_of(i, key).map(|(s, _)| s))
-                    .collect();
+                let argv: Vec<String> =
+                    items.iter().filter_map(|i| self.string_of(i, key).map(|(s, _)| s)).collect();
                 if argv.len() != n {
                     return None;
                 }
@@ -889,26 +797,18 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
         let (num, after) = rest.split_at(digits);
         if num.is_empty() {
-            return Err(format!(
-                "invalid duration {s:?} (write e.g. \"10s\", \"1m 30s\", \"250ms\")"
-            ));
+            return Err(format!("invalid duration {s:?} (write e.g. \"10s\", \"1m 30s\", \"250ms\")"));
         }
         let after = after.trim_start();
         let unit_len = after.len() - after.trim_start_matches(|c: char| c.is_alphabetic()).len();
         let (unit, after) = after.split_at(unit_len);
         if unit.is_empty() {
-            return Err(format!(
-                "duration {s:?} needs a unit, e.g. \"{num}s\" or \"{num}ms\""
-            ));
+            return Err(format!("duration {s:?} needs a unit, e.g. \"{num}s\" or \"{num}ms\""));
         }
         let Some(per) = unit_nanos(unit) else {
-            return Err(format!(
-                "unknown unit {unit:?} in duration {s:?} (ns, us, ms, s, m, h, d, w)"
-            ));
+            return Err(format!("unknown unit {unit:?} in duration {s:?} (ns, us, ms, s, m, h, d, w)"));
         };
-        let n: u128 = num
-            .parse()
-            .map_err(|_| format!("duration {s:?} is too long"))?;
+        let n: u128 = num.parse().map_err(|_| format!("duration {s:?} is too long"))?;
         nanos = n
             .checked_mul(per)
             .and_then(|x| x.checked_add(nanos))
@@ -943,9 +843,7 @@ fn unit_nanos(unit: &str) -> Option<u128> {
 /// Sizes: `"100 MB"` (10⁶), `"100 MiB"` (2²⁰), `"1.5 GB"`, `"512"` (bytes).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
-    let num_len = t.len()
-        - t.trim_start_matches(|c: char| c.is_ascii_digit() || c == '.')
-            .len();
+    let num_len = t.len() - t.trim_start_matches(|c: char| c.is_ascii_digit() || c == '.').len();
     let (num, unit) = t.split_at(num_len);
     let unit = unit.trim();
     let mult: u128 = match unit.to_ascii_lowercase().as_str() {
@@ -959,114 +857,32 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "t" | "tb" => 1_000_000_000_000,
         "ti" | "tib" => 1 << 40,
         _ => {
-            return Err(format!(
-                "invalid size {s:?} (write e.g. \"100 MB\", \"16KiB\" or bytes)"
-            ));
+            return Err(format!("invalid size {s:?} (write e.g. \"100 MB\", \"16KiB\" or bytes)"));
         }
     };
     let (int, frac) = num.split_once('.').unwrap_or((num, ""));
     if int.is_empty() || frac.contains('.') || frac.len() > 9 {
-        return Err(format!(
-            "invalid size {s:?} (write e.g. \"100 MB\", \"16KiB\" or bytes)"
-        ));
+        return Err(format!("invalid size {s:?} (write e.g. \"100 MB\", \"16KiB\" or bytes)"));
     }
     let too_big = || format!("size {s:?} is too large");
     let i: u128 = int.parse().map_err(|_| too_big())?;
-    let f: u128 = if frac.is_empty() {
-        0
-    } else {
-        frac.parse().map_err(|_| too_big())?
-    };
+    let f: u128 = if frac.is_empty() { 0 } else { frac.parse().map_err(|_| too_big())? };
     let scale = 10u128.pow(u32::try_from(frac.len()).unwrap_or(0));
-    let total = i
-        .checked_mul(mult)
-        .and_then(|x| x.checked_add(f.checked_mul(mult)? / scale))
-        .ok_or_else(too_big)?;
+    let total =
+        i.checked_mul(mult).and_then(|x| x.checked_add(f.checked_mul(mult)? / scale)).ok_or_else(too_big)?;
     u64::try_from(total).map_err(|_| too_big())
 }
 
-const SIGNALS: &[(&str, i32)] = &[
-    ("HUP", 1),
-    ("INT", 2),
-    ("QUIT", 3),
-    ("ILL", 4),
-    ("TRAP", 5),
-    ("ABRT", 6),
-    ("IOT", 6),
-    ("BUS", 7),
-    ("FPE", 8),
-    ("KILL", 9),
-    ("USR1", 10),
-    ("SEGV", 11),
-    ("USR2", 12),
-    ("PIPE", 13),
-    ("ALRM", 14),
-    ("TERM", 15),
-    ("STKFLT", 16),
-    ("CHLD", 17),
-    ("CLD", 17),
-    ("CONT", 18),
-    ("STOP", 19),
-    ("TSTP", 20),
-    ("TTIN", 21),
-    ("TTOU", 22),
-    ("URG", 23),
-    ("XCPU", 24),
-    ("XFSZ", 25),
-    ("VTALRM", 26),
-    ("PROF", 27),
-    ("WINCH", 28),
-    ("IO", 29),
-    ("POLL", 29),
-    ("PWR", 30),
-    ("SYS", 31),
-];
-
 const SIGNAL_NAMES_FOR_HINTS: &[&str] = &[
-    "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2",
-    "PIPE", "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG",
-    "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "IO", "PWR", "SYS", "RTMIN", "RTMAX",
+    "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2", "PIPE",
+    "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG", "XCPU", "XFSZ",
+    "VTALRM", "PROF", "WINCH", "IO", "PWR", "SYS", "RTMIN", "RTMAX",
 ];
 
-/// Real-time signals as glibc and systemd number them (SIGRTMIN = 34).
-const RTMIN: i32 = 34;
-const RTMAX: i32 = 64;
-
-/// `"TERM"`, `"SIGTERM"`, `"term"`, `"15"`, `"RTMIN+3"` → the signal number.
+/// `"TERM"`, `"SIGTERM"`, `"term"`, `"15"`, `"RTMIN+3"` → the signal number (one table for the
+/// whole crate: `signals::parse_signal`).
 pub fn signal_number(s: &str) -> Option<i32> {
-    let t = s.trim();
-    if let Ok(n) = t.parse::<i32>() {
-        return (1..=RTMAX).contains(&n).then_some(n);
-    }
-    let up = t.to_ascii_uppercase();
-    let name = up.strip_prefix("SIG").unwrap_or(&up);
-    if let Some((_, n)) = SIGNALS.iter().find(|(k, _)| *k == name) {
-        return Some(*n);
-    }
-    let rt = |base: i32, rest: &str, sign: i32| -> Option<i32> {
-        let off: i32 = if rest.is_empty() {
-            0
-        } else {
-            rest.parse().ok()?
-        };
-        let n = base + sign * off;
-        (RTMIN..=RTMAX).contains(&n).then_some(n)
-    };
-    if let Some(r) = name.strip_prefix("RTMIN") {
-        return match r.strip_prefix('+') {
-            Some(r) => rt(RTMIN, r, 1),
-            None if r.is_empty() => Some(RTMIN),
-            None => None,
-        };
-    }
-    if let Some(r) = name.strip_prefix("RTMAX") {
-        return match r.strip_prefix('-') {
-            Some(r) => rt(RTMAX, r, -1),
-            None if r.is_empty() => Some(RTMAX),
-            None => None,
-        };
-    }
-    None
+    crate::signals::parse_signal(s)
 }
 
 /// Split a command line as a POSIX shell would split words: single and double quotes, backslash
@@ -1136,23 +952,19 @@ pub fn shell_split(s: &str) -> Result<Vec<String>, String> {
 /// `host:port` with host an IP literal (`[::1]` for IPv6) or `localhost`; no name lookup.
 pub fn parse_endpoint(s: &str, default_port: Option<u16>) -> Result<Endpoint, String> {
     let (host, port) = if let Some(r) = s.strip_prefix('[') {
-        let (h, after) = r
-            .split_once(']')
-            .ok_or_else(|| format!("{s:?}: missing ']' after the IPv6 address"))?;
+        let (h, after) =
+            r.split_once(']').ok_or_else(|| format!("{s:?}: missing ']' after the IPv6 address"))?;
         let port = match after {
             "" => None,
-            a => Some(
-                a.strip_prefix(':')
-                    .ok_or_else(|| format!("{s:?}: expected ':' and a port after ']'"))?,
-            ),
+            a => {
+                Some(a.strip_prefix(':').ok_or_else(|| format!("{s:?}: expected ':' and a port after ']'"))?)
+            }
         };
         (h, port)
     } else {
         match s.rsplit_once(':') {
             Some((h, _)) if h.contains(':') => {
-                return Err(format!(
-                    "{s:?}: write IPv6 addresses in brackets, e.g. \"[::1]:8080\""
-                ));
+                return Err(format!("{s:?}: write IPv6 addresses in brackets, e.g. \"[::1]:8080\""));
             }
             Some((h, p)) => (h, Some(p)),
             None => (s, None),
@@ -1183,11 +995,7 @@ pub fn parse_endpoint(s: &str, default_port: Option<u16>) -> Result<Endpoint, St
             }
         }
     };
-    Ok(Endpoint {
-        addrs,
-        host: host.to_string(),
-        port,
-    })
+    Ok(Endpoint { addrs, host: host.to_string(), port })
 }
 
 /// `http://host[:port][/path]`; https is refused (no TLS in init).
@@ -1201,9 +1009,7 @@ pub fn parse_http(s: &str) -> Result<HttpEndpoint, String> {
     let rest = match (lower.starts_with("http://"), s.get(7..)) {
         (true, Some(r)) => r,
         _ => {
-            return Err(format!(
-                "{s:?}: expected a URL such as \"http://127.0.0.1:8080/health\""
-            ));
+            return Err(format!("{s:?}: expected a URL such as \"http://127.0.0.1:8080/health\""));
         }
     };
     let (authority, path) = match rest.find('/') {
@@ -1214,20 +1020,12 @@ pub fn parse_http(s: &str) -> Result<HttpEndpoint, String> {
         return Err(format!("{s:?}: user info in URLs is not supported"));
     }
     let endpoint = parse_endpoint(authority, Some(80))?;
-    Ok(HttpEndpoint {
-        endpoint,
-        path: path.to_string(),
-    })
+    Ok(HttpEndpoint { endpoint, path: path.to_string() })
 }
 
 /// `tcp:HOST:PORT`, `udp:HOST:PORT`, `unix:/path`, `/path`, or a bare `HOST:PORT` (tcp).
 pub fn parse_listen(s: &str) -> Result<ListenAddr, String> {
-    let first = |e: Endpoint| {
-        e.addrs
-            .first()
-            .copied()
-            .ok_or_else(|| format!("{s:?}: no address"))
-    };
+    let first = |e: Endpoint| e.addrs.first().copied().ok_or_else(|| format!("{s:?}: no address"));
     if let Some(p) = s.strip_prefix("unix:") {
         if p.is_empty() {
             return Err(format!("{s:?}: missing socket path"));
@@ -1285,13 +1083,7 @@ const NATIVE_TOP: &[&str] = &[
     "socket",
     "proxy",
 ];
-const RESTART_KEYS: &[&str] = &[
-    "strategy",
-    "backoff",
-    "max-backoff",
-    "attempts",
-    "reset-after",
-];
+const RESTART_KEYS: &[&str] = &["strategy", "backoff", "max-backoff", "attempts", "reset-after"];
 const HEALTH_KEYS: &[&str] = &[
     "http-endpoint",
     "tcp-endpoint",
@@ -1306,18 +1098,14 @@ const HEALTH_KEYS: &[&str] = &[
 const FAILURE_KEYS: &[&str] = &["successful-exit-code", "strategy"];
 const TERMINATION_KEYS: &[&str] = &["signal", "wait", "die-if-failed"];
 const ENV_KEYS: &[&str] = &["keep-env", "re-export", "additional"];
-const LIMIT_KEYS: &[&str] = &[
-    "nofile", "nproc", "core", "memlock", "stack", "cpu", "memory", "pids-max", "required",
-];
+const LIMIT_KEYS: &[&str] =
+    &["nofile", "nproc", "core", "memlock", "stack", "cpu", "memory", "pids-max", "required"];
 const SOCKET_KEYS: &[&str] = &["listen", "mode", "owner", "backlog"];
 const PROXY_KEYS: &[&str] = &["listen", "backend", "max-connections"];
 
 const RESTART_CHOICES: &[&str] = &["always", "on-failure", "never"];
-const RESTART_VALUES: [RestartStrategy; 3] = [
-    RestartStrategy::Always,
-    RestartStrategy::OnFailure,
-    RestartStrategy::Never,
-];
+const RESTART_VALUES: [RestartStrategy; 3] =
+    [RestartStrategy::Always, RestartStrategy::OnFailure, RestartStrategy::Never];
 
 /// Health-check defaults for native files: Horust probes every second with a 1 s timeout.
 const NATIVE_INTERVAL: Duration = Duration::from_secs(1);
@@ -1329,23 +1117,14 @@ pub const DEFAULT_PROXY_CONNECTIONS: u32 = 256;
 pub const DEFAULT_BACKLOG: u32 = 128;
 
 fn name_from_stem(path: &Path) -> String {
-    let file = path
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
     crate::graph::normalize(&file).to_string()
 }
 
 /// Walk a parsed file: zinit 0.3 when it has a top-level `[service]` or `[target]` table, else native.
 pub fn service(cx: &mut Ctx<'_>, root: &DeTable<'_>, root_span: Span) -> Option<ServiceSpec> {
-    let top = Tbl {
-        t: root,
-        name: String::new(),
-        span: root_span,
-    };
-    let is_zinit = ["service", "target"]
-        .iter()
-        .any(|k| root.get(*k).is_some_and(|v| v.get_ref().is_table()));
+    let top = Tbl { t: root, name: String::new(), span: root_span };
+    let is_zinit = ["service", "target"].iter().any(|k| root.get(*k).is_some_and(|v| v.get_ref().is_table()));
     let before = cx.errors();
     let spec = if is_zinit {
         cx.native = false;
@@ -1426,20 +1205,13 @@ fn native(cx: &mut Ctx<'_>, top: &Tbl<'_, '_>) -> Option<ServiceSpec> {
     if let Some(v) = top.get("forward-signals") {
         match v.get_ref() {
             DeValue::Array(items) => {
-                s.forward_signals = items
-                    .iter()
-                    .filter_map(|i| cx.signal_of(i, "forward-signals"))
-                    .collect();
+                s.forward_signals = items.iter().filter_map(|i| cx.signal_of(i, "forward-signals")).collect();
             }
             _ => cx.expected(v, "forward-signals", "an array of signal names"),
         }
     }
     if let Some(i) = cx.choice(top, "start", &["auto", "on-demand"]) {
-        s.start = if i == 0 {
-            StartMode::Auto
-        } else {
-            StartMode::OnDemand
-        };
+        s.start = if i == 0 { StartMode::Auto } else { StartMode::OnDemand };
     }
     if let Some(d) = cx.duration(top, "start-timeout") {
         s.start_timeout = d;
@@ -1453,11 +1225,7 @@ fn native(cx: &mut Ctx<'_>, top: &Tbl<'_, '_>) -> Option<ServiceSpec> {
     }
     let health = match (cx.table(top, "healthiness"), cx.table(top, "health")) {
         (Some(_), Some(b)) => {
-            cx.err(
-                &b.span,
-                "health",
-                "[health] and [healthiness] are the same table; use one",
-            );
+            cx.err(&b.span, "health", "[health] and [healthiness] are the same table; use one");
             None
         }
         (a, b) => a.or(b),
@@ -1478,25 +1246,19 @@ fn native(cx: &mut Ctx<'_>, top: &Tbl<'_, '_>) -> Option<ServiceSpec> {
                         .collect();
                 }
                 DeValue::Integer(_) => {
-                    s.failure.successful_exit_codes = cx
-                        .int_of(v, &key, 0, 255)
-                        .and_then(|n| i32::try_from(n).ok())
-                        .into_iter()
-                        .collect();
+                    s.failure.successful_exit_codes =
+                        cx.int_of(v, &key, 0, 255).and_then(|n| i32::try_from(n).ok()).into_iter().collect();
                 }
                 _ => cx.expected(v, &key, "an array of exit codes"),
             }
         }
         let choices = ["ignore", "kill-dependents", "shutdown"];
         if let Some(i) = cx.choice(&t, "strategy", &choices) {
-            s.failure.strategy = [
-                FailureStrategy::Ignore,
-                FailureStrategy::KillDependents,
-                FailureStrategy::Shutdown,
-            ]
-            .get(i)
-            .copied()
-            .unwrap_or(FailureStrategy::Ignore);
+            s.failure.strategy =
+                [FailureStrategy::Ignore, FailureStrategy::KillDependents, FailureStrategy::Shutdown]
+                    .get(i)
+                    .copied()
+                    .unwrap_or(FailureStrategy::Ignore);
         }
     }
     if let Some(t) = cx.table(top, "termination") {
@@ -1516,11 +1278,7 @@ fn native(cx: &mut Ctx<'_>, top: &Tbl<'_, '_>) -> Option<ServiceSpec> {
         }
         for (v, span) in cx.strings(&t, "re-export").unwrap_or_default() {
             if v.is_empty() || v.contains('=') || v.contains('\0') {
-                cx.err(
-                    &span,
-                    &t.key("re-export"),
-                    format!("invalid variable name {v:?}"),
-                );
+                cx.err(&span, &t.key("re-export"), format!("invalid variable name {v:?}"));
             } else {
                 s.env.re_export.push(v);
             }
@@ -1536,11 +1294,7 @@ fn native(cx: &mut Ctx<'_>, top: &Tbl<'_, '_>) -> Option<ServiceSpec> {
         cx.unknown_keys(&t, SOCKET_KEYS);
         let listen = cx.listen(&t, "listen");
         if listen.is_empty() && t.get("listen").is_none() {
-            cx.err(
-                &t.span,
-                "socket.listen",
-                "missing (where to listen, e.g. \"tcp:0.0.0.0:80\")",
-            );
+            cx.err(&t.span, "socket.listen", "missing (where to listen, e.g. \"tcp:0.0.0.0:80\")");
         }
         s.socket = Some(SocketSpec {
             listen,
@@ -1561,30 +1315,16 @@ fn native(cx: &mut Ctx<'_>, top: &Tbl<'_, '_>) -> Option<ServiceSpec> {
                 }
             },
             None => {
-                cx.err(
-                    &t.span,
-                    "proxy.backend",
-                    "missing (where to connect, e.g. \"unix:/run/db.sock\")",
-                );
+                cx.err(&t.span, "proxy.backend", "missing (where to connect, e.g. \"unix:/run/db.sock\")");
                 None
             }
         };
         if t.get("listen").is_none() {
-            cx.err(
-                &t.span,
-                "proxy.listen",
-                "missing (where to listen, e.g. \"tcp:0.0.0.0:5432\")",
-            );
+            cx.err(&t.span, "proxy.listen", "missing (where to listen, e.g. \"tcp:0.0.0.0:5432\")");
         }
-        let max = cx
-            .u32(&t, "max-connections")
-            .unwrap_or(DEFAULT_PROXY_CONNECTIONS);
+        let max = cx.u32(&t, "max-connections").unwrap_or(DEFAULT_PROXY_CONNECTIONS);
         if let Some(backend) = backend {
-            s.proxy = Some(ProxySpec {
-                listen,
-                backend,
-                max_connections: max,
-            });
+            s.proxy = Some(ProxySpec { listen, backend, max_connections: max });
         }
     }
 
@@ -1593,22 +1333,14 @@ fn native(cx: &mut Ctx<'_>, top: &Tbl<'_, '_>) -> Option<ServiceSpec> {
         && s.proxy.is_none()
         && let Some(v) = top.get("start")
     {
-        cx.err(
-            &v.span(),
-            "start",
-            "\"on-demand\" needs a [socket] or [proxy] table",
-        );
+        cx.err(&v.span(), "start", "\"on-demand\" needs a [socket] or [proxy] table");
     }
     match command {
         Some(c) => s.command = c,
         None if top.get("command").is_some() => {}
         None => {
             let d = &s.deps;
-            if d.requires.is_empty()
-                && d.start_after.is_empty()
-                && d.after.is_empty()
-                && d.wants.is_empty()
-            {
+            if d.requires.is_empty() && d.start_after.is_empty() && d.after.is_empty() && d.wants.is_empty() {
                 cx.diag(Severity::Error, None, "command", "missing".into());
             } else {
                 // Dependencies and no command: a target (design §4).
@@ -1626,11 +1358,7 @@ fn output(cx: &mut Ctx<'_>, v: &str, span: &Span, key: &str) -> Output {
         "STDERR" => Output::Stderr,
         "null" | "/dev/null" => Output::Null,
         "" => {
-            cx.err(
-                span,
-                key,
-                "empty (log, STDOUT, STDERR, null or a file path)",
-            );
+            cx.err(span, key, "empty (log, STDOUT, STDERR, null or a file path)");
             Output::Log
         }
         p => {
@@ -1696,11 +1424,7 @@ fn signal_rewrite(cx: &mut Ctx<'_>, v: &Val<'_>) -> Vec<(i32, i32)> {
             for (k, val) in t.iter() {
                 let from = signal_number(k.get_ref());
                 if from.is_none() {
-                    cx.err(
-                        &k.span(),
-                        key,
-                        format!("unknown signal {:?}", k.get_ref().as_ref()),
-                    );
+                    cx.err(&k.span(), key, format!("unknown signal {:?}", k.get_ref().as_ref()));
                 }
                 let to = cx.signal_of(val, key);
                 if let (Some(a), Some(b)) = (from, to) {
@@ -1716,10 +1440,7 @@ fn signal_rewrite(cx: &mut Ctx<'_>, v: &Val<'_>) -> Vec<(i32, i32)> {
 fn native_restart(cx: &mut Ctx<'_>, t: &Tbl<'_, '_>, s: &mut ServiceSpec) {
     cx.unknown_keys(t, RESTART_KEYS);
     if let Some(i) = cx.choice(t, "strategy", RESTART_CHOICES) {
-        s.restart.strategy = RESTART_VALUES
-            .get(i)
-            .copied()
-            .unwrap_or(RestartStrategy::Never);
+        s.restart.strategy = RESTART_VALUES.get(i).copied().unwrap_or(RestartStrategy::Never);
     }
     if let Some(d) = cx.duration(t, "backoff") {
         s.restart.backoff = d.max(MIN_BACKOFF);
@@ -1727,11 +1448,7 @@ fn native_restart(cx: &mut Ctx<'_>, t: &Tbl<'_, '_>, s: &mut ServiceSpec) {
     match cx.duration(t, "max-backoff") {
         Some(d) if d < s.restart.backoff => {
             if let Some(v) = t.get("max-backoff") {
-                cx.err(
-                    &v.span(),
-                    &t.key("max-backoff"),
-                    "must not be less than restart.backoff",
-                );
+                cx.err(&v.span(), &t.key("max-backoff"), "must not be less than restart.backoff");
             }
         }
         Some(d) => s.restart.max_backoff = d,
@@ -1799,11 +1516,7 @@ fn health_timing(cx: &mut Ctx<'_>, t: &Tbl<'_, '_>, h: &mut Health, zinit: bool)
     };
     let [ik, tk, sk] = keys;
     let get = |cx: &mut Ctx<'_>, k: &str| {
-        if zinit {
-            cx.millis(t, k)
-        } else {
-            cx.duration(t, k)
-        }
+        if zinit { cx.millis(t, k) } else { cx.duration(t, k) }
     };
     for (k, slot) in [(ik, &mut h.interval), (tk, &mut h.timeout)] {
         if let Some(d) = get(cx, k) {
@@ -1866,9 +1579,7 @@ fn native_limits(cx: &mut Ctx<'_>, t: &Tbl<'_, '_>, s: &mut ServiceSpec) {
     for (k, r) in rl {
         let Some(v) = t.get(k) else { continue };
         let n = match v.get_ref() {
-            DeValue::String(x) if x.as_ref() == "unlimited" || x.as_ref() == "infinity" => {
-                Some(u64::MAX)
-            }
+            DeValue::String(x) if x.as_ref() == "unlimited" || x.as_ref() == "infinity" => Some(u64::MAX),
             _ => cx.size(t, k, u64::MAX),
         };
         if let Some(n) = n {
@@ -1903,14 +1614,7 @@ fn native_limits(cx: &mut Ctx<'_>, t: &Tbl<'_, '_>, s: &mut ServiceSpec) {
 // ---------------------------------------------------------------------------------------------
 // zinit 0.3
 
-const ZINIT_TOP: &[&str] = &[
-    "service",
-    "target",
-    "dependencies",
-    "lifecycle",
-    "health",
-    "logging",
-];
+const ZINIT_TOP: &[&str] = &["service", "target", "dependencies", "lifecycle", "health", "logging"];
 const ZINIT_SERVICE: &[&str] = &[
     "name",
     "exec",
@@ -1966,11 +1670,7 @@ fn zinit(cx: &mut Ctx<'_>, top: &Tbl<'_, '_>) -> Option<ServiceSpec> {
 
     let head = match (&svc, &target) {
         (Some(_), Some(t)) => {
-            cx.err(
-                &t.span,
-                "target",
-                "a file has either [service] or [target], not both",
-            );
+            cx.err(&t.span, "target", "a file has either [service] or [target], not both");
             return None;
         }
         (Some(t), None) => t,
@@ -1993,9 +1693,7 @@ fn zinit(cx: &mut Ctx<'_>, top: &Tbl<'_, '_>) -> Option<ServiceSpec> {
     } else {
         cx.unknown_keys(head, ZINIT_SERVICE);
         match cx.string(head, "exec") {
-            Some((e, span)) if e.trim().is_empty() => {
-                cx.err(&span, "service.exec", "empty command")
-            }
+            Some((e, span)) if e.trim().is_empty() => cx.err(&span, "service.exec", "empty command"),
             Some((e, _)) => s.command = vec!["/bin/sh".into(), "-c".into(), e],
             None if head.get("exec").is_none() => cx.err(&head.span, "service.exec", "missing"),
             None => {}
@@ -2041,10 +1739,7 @@ fn zinit(cx: &mut Ctx<'_>, top: &Tbl<'_, '_>) -> Option<ServiceSpec> {
     if let Some(l) = cx.table(top, "lifecycle") {
         cx.unknown_keys(&l, ZINIT_LIFECYCLE);
         if let Some(i) = cx.choice(&l, "restart", RESTART_CHOICES) {
-            s.restart.strategy = RESTART_VALUES
-                .get(i)
-                .copied()
-                .unwrap_or(RestartStrategy::Never);
+            s.restart.strategy = RESTART_VALUES.get(i).copied().unwrap_or(RestartStrategy::Never);
         }
         if let Some(d) = cx.millis(&l, "restart_delay_ms") {
             s.restart.backoff = d.max(MIN_BACKOFF);
@@ -2053,14 +1748,8 @@ fn zinit(cx: &mut Ctx<'_>, top: &Tbl<'_, '_>) -> Option<ServiceSpec> {
             s.restart.max_backoff = d;
         }
         if s.restart.max_backoff < s.restart.backoff {
-            let span = l
-                .get("restart_delay_max_ms")
-                .map_or(l.span.clone(), |v| v.span());
-            cx.err(
-                &span,
-                &l.key("restart_delay_max_ms"),
-                "must not be less than restart_delay_ms",
-            );
+            let span = l.get("restart_delay_max_ms").map_or(l.span.clone(), |v| v.span());
+            cx.err(&span, &l.key("restart_delay_max_ms"), "must not be less than restart_delay_ms");
         }
         if let Some(n) = cx.u32(&l, "max_restarts") {
             s.restart.attempts = n;
@@ -2101,11 +1790,7 @@ fn zinit(cx: &mut Ctx<'_>, top: &Tbl<'_, '_>) -> Option<ServiceSpec> {
         }
         for k in ["file", "forward"] {
             if let Some(v) = l.get(k) {
-                cx.warn(
-                    &v.span(),
-                    &l.key(k),
-                    "not supported (zinit ignores it too), ignored",
-                );
+                cx.warn(&v.span(), &l.key(k), "not supported (zinit ignores it too), ignored");
             }
         }
     }
@@ -2155,11 +1840,7 @@ fn zinit_health(cx: &mut Ctx<'_>, t: &Tbl<'_, '_>) -> Option<Health> {
         && !(200..300).contains(&n)
         && let Some(v) = t.get("expect_status")
     {
-        cx.warn(
-            &v.span(),
-            &t.key("expect_status"),
-            "init's http check passes on any 2xx status",
-        );
+        cx.warn(&v.span(), &t.key("expect_status"), "init's http check passes on any 2xx status");
     }
     let (kind, (target, span)) = (kind?, target?);
     let key = t.key("target");
@@ -2205,11 +1886,7 @@ mod tests {
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("1.5s").is_err());
-        assert!(
-            parse_duration("3 fortnights")
-                .unwrap_err()
-                .contains("unknown unit")
-        );
+        assert!(parse_duration("3 fortnights").unwrap_err().contains("unknown unit"));
     }
 
     #[test]
@@ -2228,11 +1905,7 @@ mod tests {
         assert!(parse_size("MB").is_err());
         assert!(parse_size("1.2.3 MB").is_err());
         assert!(parse_size("10 parsecs").is_err());
-        assert!(
-            parse_size("99999999999 TiB")
-                .unwrap_err()
-                .contains("too large")
-        );
+        assert!(parse_size("99999999999 TiB").unwrap_err().contains("too large"));
     }
 
     #[test]
@@ -2261,10 +1934,7 @@ mod tests {
     fn shell_words() {
         let w = |s: &str| shell_split(s).unwrap();
         assert_eq!(w("/bin/echo a  b"), ["/bin/echo", "a", "b"]);
-        assert_eq!(
-            w("sh -c 'echo hello world'"),
-            ["sh", "-c", "echo hello world"]
-        );
+        assert_eq!(w("sh -c 'echo hello world'"), ["sh", "-c", "echo hello world"]);
         assert_eq!(w(r#"a "b \"c\" \$d \x" e"#), ["a", r#"b "c" $d \x"#, "e"]);
         assert_eq!(w(r"a\ b c\\d"), ["a b", r"c\d"]);
         assert_eq!(w("a '' \"\""), ["a", "", ""]);
@@ -2284,39 +1954,13 @@ mod tests {
         assert_eq!(e.addrs, vec!["[::1]:80".parse().unwrap()]);
         assert_eq!(e.host, "::1");
         let e = parse_endpoint("localhost:8080", None).unwrap();
-        assert_eq!(
-            e.addrs,
-            vec![
-                "127.0.0.1:8080".parse().unwrap(),
-                "[::1]:8080".parse().unwrap()
-            ]
-        );
-        assert!(
-            parse_endpoint("::1:80", None)
-                .unwrap_err()
-                .contains("brackets")
-        );
-        assert!(
-            parse_endpoint("db:80", None)
-                .unwrap_err()
-                .contains("not looked up")
-        );
-        assert!(
-            parse_endpoint("1.2.3.4", None)
-                .unwrap_err()
-                .contains("missing port")
-        );
-        assert!(
-            parse_endpoint("1.2.3.4:0", None)
-                .unwrap_err()
-                .contains("invalid port")
-        );
+        assert_eq!(e.addrs, vec!["127.0.0.1:8080".parse().unwrap(), "[::1]:8080".parse().unwrap()]);
+        assert!(parse_endpoint("::1:80", None).unwrap_err().contains("brackets"));
+        assert!(parse_endpoint("db:80", None).unwrap_err().contains("not looked up"));
+        assert!(parse_endpoint("1.2.3.4", None).unwrap_err().contains("missing port"));
+        assert!(parse_endpoint("1.2.3.4:0", None).unwrap_err().contains("invalid port"));
         assert!(parse_endpoint("1.2.3.4:99999", None).is_err());
-        assert!(
-            parse_endpoint(":80", None)
-                .unwrap_err()
-                .contains("missing host")
-        );
+        assert!(parse_endpoint(":80", None).unwrap_err().contains("missing host"));
         assert!(parse_endpoint("[::1", None).is_err());
         assert!(parse_endpoint("[::1]x", None).is_err());
 
@@ -2327,11 +1971,7 @@ mod tests {
         assert_eq!((h.endpoint.port, h.path.as_str()), (80, "/"));
         let h = parse_http("http://10.0.0.1:9/a?b=c").unwrap();
         assert_eq!(h.path, "/a?b=c");
-        assert!(
-            parse_http("https://127.0.0.1/")
-                .unwrap_err()
-                .contains("TLS")
-        );
+        assert!(parse_http("https://127.0.0.1/").unwrap_err().contains("TLS"));
         assert!(parse_http("ftp://127.0.0.1/").is_err());
         assert!(parse_http("http://u@127.0.0.1/").is_err());
         assert!(parse_http("http://example.com/").is_err());
@@ -2339,30 +1979,12 @@ mod tests {
 
     #[test]
     fn listen_addresses() {
-        assert_eq!(
-            parse_listen("tcp:0.0.0.0:80"),
-            Ok(ListenAddr::Tcp("0.0.0.0:80".parse().unwrap()))
-        );
-        assert_eq!(
-            parse_listen("tcp:[::]:80"),
-            Ok(ListenAddr::Tcp("[::]:80".parse().unwrap()))
-        );
-        assert_eq!(
-            parse_listen("127.0.0.1:5432"),
-            Ok(ListenAddr::Tcp("127.0.0.1:5432".parse().unwrap()))
-        );
-        assert_eq!(
-            parse_listen("udp:127.0.0.1:53"),
-            Ok(ListenAddr::Udp("127.0.0.1:53".parse().unwrap()))
-        );
-        assert_eq!(
-            parse_listen("unix:/run/web.sock"),
-            Ok(ListenAddr::Unix("/run/web.sock".into()))
-        );
-        assert_eq!(
-            parse_listen("/run/x"),
-            Ok(ListenAddr::Unix("/run/x".into()))
-        );
+        assert_eq!(parse_listen("tcp:0.0.0.0:80"), Ok(ListenAddr::Tcp("0.0.0.0:80".parse().unwrap())));
+        assert_eq!(parse_listen("tcp:[::]:80"), Ok(ListenAddr::Tcp("[::]:80".parse().unwrap())));
+        assert_eq!(parse_listen("127.0.0.1:5432"), Ok(ListenAddr::Tcp("127.0.0.1:5432".parse().unwrap())));
+        assert_eq!(parse_listen("udp:127.0.0.1:53"), Ok(ListenAddr::Udp("127.0.0.1:53".parse().unwrap())));
+        assert_eq!(parse_listen("unix:/run/web.sock"), Ok(ListenAddr::Unix("/run/web.sock".into())));
+        assert_eq!(parse_listen("/run/x"), Ok(ListenAddr::Unix("/run/x".into())));
         assert!(parse_listen("unix:").is_err());
         assert!(parse_listen("tcp:host:80").is_err());
     }
@@ -2376,27 +1998,17 @@ mod tests {
         assert_eq!(parse_ready("fd:3"), Ok(Ready::Fd(3)));
         assert!(parse_ready("fd:1").is_err());
         assert!(parse_ready("fd:x").is_err());
-        assert!(
-            parse_ready("notfy")
-                .unwrap_err()
-                .contains("did you mean \"notify\"")
-        );
+        assert!(parse_ready("notfy").unwrap_err().contains("did you mean \"notify\""));
     }
 
     #[test]
     fn hints() {
         assert_eq!(did_you_mean("comand", NATIVE_TOP), Some("command"));
         assert_eq!(did_you_mean("alway", RESTART_CHOICES), Some("always"));
-        assert_eq!(
-            did_you_mean("on_failure", RESTART_CHOICES),
-            Some("on-failure")
-        );
+        assert_eq!(did_you_mean("on_failure", RESTART_CHOICES), Some("on-failure"));
         assert_eq!(did_you_mean("Always", RESTART_CHOICES), Some("always"));
         assert_eq!(did_you_mean("TREM", SIGNAL_NAMES_FOR_HINTS), Some("TERM"));
-        assert_eq!(
-            did_you_mean("restart_delay", ZINIT_LIFECYCLE),
-            Some("restart_delay_ms")
-        );
+        assert_eq!(did_you_mean("restart_delay", ZINIT_LIFECYCLE), Some("restart_delay_ms"));
         assert_eq!(did_you_mean("zzzzzz", NATIVE_TOP), None);
         assert_eq!(did_you_mean("", NATIVE_TOP), None);
     }
@@ -2428,34 +2040,18 @@ mod tests {
         )
         .unwrap();
         let mut db = UserDb::new(Some(&root));
-        assert_eq!(
-            db.user(&IdRef::Name("www".into())),
-            Ok((33, Some(34), Some("www".into())))
-        );
-        assert_eq!(
-            db.user(&IdRef::Id(33)),
-            Ok((33, Some(34), Some("www".into())))
-        );
+        assert_eq!(db.user(&IdRef::Name("www".into())), Ok((33, Some(34), Some("www".into()))));
+        assert_eq!(db.user(&IdRef::Id(33)), Ok((33, Some(34), Some("www".into()))));
         assert_eq!(db.user(&IdRef::Id(1234)), Ok((1234, None, None)));
         let e = db.user(&IdRef::Name("nobody".into())).unwrap_err();
-        assert_eq!(
-            e,
-            format!("no user \"nobody\" in {}/etc/passwd", root.display())
-        );
+        assert_eq!(e, format!("no user \"nobody\" in {}/etc/passwd", root.display()));
         assert_eq!(db.group_id(&IdRef::Name("log".into())), Ok(4));
         assert!(db.group_id(&IdRef::Name("nope".into())).is_err());
         assert_eq!(db.member_of("www"), vec![4, 101]);
         std::fs::remove_dir_all(&root).unwrap();
         let mut db = UserDb::new(Some(&root));
-        assert!(
-            db.user(&IdRef::Name("www".into()))
-                .unwrap_err()
-                .starts_with("cannot read")
-        );
-        assert_eq!(
-            db.user(&IdRef::Name("root".into())),
-            Ok((0, Some(0), Some("root".into())))
-        );
+        assert!(db.user(&IdRef::Name("www".into())).unwrap_err().starts_with("cannot read"));
+        assert_eq!(db.user(&IdRef::Name("root".into())), Ok((0, Some(0), Some("root".into()))));
         // A number needs no database.
         assert_eq!(db.user(&IdRef::Id(5)), Ok((5, None, None)));
     }

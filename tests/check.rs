@@ -8,9 +8,7 @@ use ankh::config::{self, LoadOptions, SAMPLE_SERVICE, Severity};
 use ankh::spec::Kind;
 
 fn data(p: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(p)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(p)
 }
 
 /// Run `check` on paths; returns (exit code, output).
@@ -51,11 +49,7 @@ impl Tmp {
         (code, out.replace(&format!("{}/", self.0.display()), ""))
     }
     fn load(&self) -> config::Loaded {
-        let opts = LoadOptions {
-            check: false,
-            root: None,
-            env: Vec::new(),
-        };
+        let opts = LoadOptions { check: false, root: None, env: Vec::new() };
         config::load(std::slice::from_ref(&self.0), &opts)
     }
 }
@@ -111,11 +105,7 @@ fn sample_service_passes_check() {
 
 #[test]
 fn empty_file() {
-    golden(
-        "empty",
-        "",
-        "empty.toml: command: missing\nerror: 1 error in 1 file\n",
-    );
+    golden("empty", "", "empty.toml: command: missing\nerror: 1 error in 1 file\n");
 }
 
 #[test]
@@ -274,10 +264,7 @@ fn unreadable_file() {
     assert_eq!(code, 1);
     if rustix::process::geteuid().is_root() {
         // root reads mode 000 files; only the directory is unreadable.
-        assert_eq!(
-            out,
-            "dir.toml: not a regular file\nerror: 1 error in 1 file\n"
-        );
+        assert_eq!(out, "dir.toml: not a regular file\nerror: 1 error in 1 file\n");
     } else {
         assert_eq!(
             out,
@@ -291,10 +278,7 @@ fn missing_path() {
     let t = Tmp::new("missing");
     assert_eq!(
         t.check(&["nope"], None),
-        (
-            1,
-            "nope: No such file or directory\nerror: 1 error in 1 file\n".into()
-        )
+        (1, "nope: No such file or directory\nerror: 1 error in 1 file\n".into())
     );
 }
 
@@ -305,10 +289,7 @@ fn empty_directory() {
     assert_eq!(code, 1);
     assert_eq!(
         out,
-        format!(
-            "{}: no service files (*.toml) in this directory\nerror: 1 error in 1 file\n",
-            t.0.display()
-        )
+        format!("{}: no service files (*.toml) in this directory\nerror: 1 error in 1 file\n", t.0.display())
     );
 }
 
@@ -345,10 +326,7 @@ fn duplicate_names_across_check_paths() {
 fn cycle_is_an_error_with_its_path() {
     let t = Tmp::new("cycle");
     t.file("a.toml", "command = \"/bin/true\"\nrequires = [\"b\"]\n");
-    t.file(
-        "b.toml",
-        "command = \"/bin/true\"\nstart-after = [\"c.toml\"]\n",
-    );
+    t.file("b.toml", "command = \"/bin/true\"\nstart-after = [\"c.toml\"]\n");
     t.file("c.toml", "command = \"/bin/true\"\nafter = [\"a\"]\n");
     t.file("d.toml", "command = \"/bin/true\"\nrequires = [\"d\"]\n");
     t.file("ok.toml", "command = \"/bin/true\"\n");
@@ -374,7 +352,10 @@ fn missing_references() {
         "web.toml",
         "command = \"/bin/true\"\nrequires = [\"db\"]\nwants = [\"metrics\"]\nafter = [\"log\"]\nconflicts = [\"old\"]\n",
     );
-    t.file("job.toml", "command = \"/bin/true\"\nstart-after = [\"migrate.toml\"]\n[termination]\ndie-if-failed = [\"x\"]\n");
+    t.file(
+        "job.toml",
+        "command = \"/bin/true\"\nstart-after = [\"migrate.toml\"]\n[termination]\ndie-if-failed = [\"x\"]\n",
+    );
     t.file("ok.toml", "command = \"/bin/true\"\nwants = [\"web\"]\n");
     assert_eq!(
         t.check(&[], None),
@@ -396,10 +377,7 @@ fn missing_references() {
 #[test]
 fn user_names_warn_in_check_and_fail_with_root() {
     let t = Tmp::new("users");
-    t.file(
-        "svc/web.toml",
-        "command = \"/bin/true\"\nuser = \"no-such-user-ankh\"\n",
-    );
+    t.file("svc/web.toml", "command = \"/bin/true\"\nuser = \"no-such-user-ankh\"\n");
     assert_eq!(
         t.check(&["svc"], None),
         (
@@ -409,10 +387,7 @@ fn user_names_warn_in_check_and_fail_with_root() {
                 .into()
         )
     );
-    t.file(
-        "root/etc/passwd",
-        "root:x:0:0::/root:/bin/sh\nwww:x:33:33::/srv:/bin/false\n",
-    );
+    t.file("root/etc/passwd", "root:x:0:0::/root:/bin/sh\nwww:x:33:33::/srv:/bin/false\n");
     t.file("root/etc/group", "www:x:33:\n");
     let root = t.path("root");
     assert_eq!(
@@ -425,10 +400,7 @@ fn user_names_warn_in_check_and_fail_with_root() {
         )
     );
     t.file("svc/web.toml", "command = \"/bin/true\"\nuser = \"www\"\n");
-    assert_eq!(
-        t.check(&["svc"], Some(&root)),
-        (0, "ok: 1 service, 0 targets\n".into())
-    );
+    assert_eq!(t.check(&["svc"], Some(&root)), (0, "ok: 1 service, 0 targets\n".into()));
 }
 
 // ---- run-time semantics of load ----------------------------------------------------------------
@@ -436,35 +408,20 @@ fn user_names_warn_in_check_and_fail_with_root() {
 #[test]
 fn a_bad_file_refuses_only_its_service_and_its_dependents() {
     let t = Tmp::new("runtime");
-    t.file(
-        "bad.toml",
-        "command = \"/bin/true\"\n[restart]\nstrategy = \"alway\"\n",
-    );
-    t.file(
-        "dep.toml",
-        "command = \"/bin/true\"\nrequires = [\"bad\"]\n",
-    );
-    t.file(
-        "dep2.toml",
-        "command = \"/bin/true\"\nstart-after = [\"dep\"]\n",
-    );
+    t.file("bad.toml", "command = \"/bin/true\"\n[restart]\nstrategy = \"alway\"\n");
+    t.file("dep.toml", "command = \"/bin/true\"\nrequires = [\"bad\"]\n");
+    t.file("dep2.toml", "command = \"/bin/true\"\nstart-after = [\"dep\"]\n");
     t.file("soft.toml", "command = \"/bin/true\"\nwants = [\"bad\"]\n");
     t.file("zz.toml", "command = \"/bin/true\"\n");
-    t.file(
-        "grp.toml",
-        "[target]\nname = \"grp\"\n[dependencies]\nrequires = [\"zz\"]\n",
-    );
+    t.file("grp.toml", "[target]\nname = \"grp\"\n[dependencies]\nrequires = [\"zz\"]\n");
     let l = t.load();
     let names: Vec<&str> = l.config.services.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["grp", "soft", "zz"]);
     assert_eq!(l.targets, 1);
     assert_eq!(l.config.services[0].kind, Kind::Target);
     assert_eq!(l.errors, 3);
-    let msgs: Vec<String> = l
-        .diagnostics
-        .iter()
-        .map(|d| d.to_string().replace(&format!("{}/", t.0.display()), ""))
-        .collect();
+    let msgs: Vec<String> =
+        l.diagnostics.iter().map(|d| d.to_string().replace(&format!("{}/", t.0.display()), "")).collect();
     assert_eq!(
         msgs,
         [

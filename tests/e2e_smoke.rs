@@ -1,11 +1,6 @@
 //! First end-to-end checks of the real binary: `--version` as PID 1 of a PID namespace in a scratch
 //! rootfs, and `--check` as an ordinary process (an empty directory, a bad file, the README demo).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::print_stderr
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr)]
 
 mod common;
 
@@ -26,12 +21,7 @@ fn version_as_pid1_of_a_pid_namespace() {
     let Some(_) = pidns_prereqs() else { return };
     let mut p = Pid1::start(Rootfs::new(), &["--version"]);
     let code = p.wait_exit(QUICK);
-    assert_eq!(
-        code,
-        Some(0),
-        "init --version as PID 1 should exit 0; output:\n{}",
-        p.output()
-    );
+    assert_eq!(code, Some(0), "init --version as PID 1 should exit 0; output:\n{}", p.output());
     assert_version_line(&p.stdout());
 }
 
@@ -46,50 +36,29 @@ fn version_as_an_ordinary_process() {
 fn check_accepts_an_empty_directory() {
     let dir = ConfigDir::new();
     let r = check(dir.path());
-    assert_eq!(
-        r.code, 0,
-        "an empty config dir has nothing wrong in it: {r:?}"
-    );
+    assert_eq!(r.code, 0, "an empty config dir has nothing wrong in it: {r:?}");
 }
 
 #[test]
 fn check_reports_a_bad_value_with_file_line_and_column() {
     let dir = ConfigDir::new();
-    dir.service(
-        "web",
-        "command = [\"/bin/sleep\", \"1000\"]\n[restart]\nstrategy = \"alway\"\n",
-    );
+    dir.service("web", "command = [\"/bin/sleep\", \"1000\"]\n[restart]\nstrategy = \"alway\"\n");
     let r = check(dir.path());
     assert_ne!(r.code, 0, "a bad value must fail --check: {r:?}");
     // design §4: `web.toml:3:12: restart.strategy: expected one of ..., found "alway"`
-    assert!(
-        r.output.contains("web.toml:3:"),
-        "error should say web.toml:3:COL: {r:?}"
-    );
-    assert!(
-        r.output.contains("alway"),
-        "error should quote the bad value: {r:?}"
-    );
+    assert!(r.output.contains("web.toml:3:"), "error should say web.toml:3:COL: {r:?}");
+    assert!(r.output.contains("alway"), "error should quote the bad value: {r:?}");
 }
 
 #[test]
 fn check_reports_every_bad_file_not_only_the_first() {
     let dir = ConfigDir::new();
     dir.service("a", "command = [\"/bin/true\"]\nrestrat = 1\n");
-    dir.service(
-        "b",
-        "command = [\"/bin/true\"]\n[restart]\nattempts = \"ten\"\n",
-    );
+    dir.service("b", "command = [\"/bin/true\"]\n[restart]\nattempts = \"ten\"\n");
     let r = check(dir.path());
     assert_ne!(r.code, 0, "{r:?}");
-    assert!(
-        r.output.contains("a.toml:2:"),
-        "a.toml's error is missing: {r:?}"
-    );
-    assert!(
-        r.output.contains("b.toml:3:"),
-        "b.toml's error is missing: {r:?}"
-    );
+    assert!(r.output.contains("a.toml:2:"), "a.toml's error is missing: {r:?}");
+    assert!(r.output.contains("b.toml:3:"), "b.toml's error is missing: {r:?}");
 }
 
 #[test]
@@ -105,8 +74,8 @@ fn check_accepts_the_readme_demo() {
 
 mod harness {
     use super::common::{
-        DOCKER_ENV, Pid1, QUICK, Rootfs, Signal, Standalone, alive, init_bin, is_static_elf,
-        pidns_prereqs, poll_until,
+        DOCKER_ENV, Pid1, QUICK, Rootfs, Signal, Standalone, alive, init_bin, is_static_elf, pidns_prereqs,
+        poll_until,
     };
     use std::process::Command;
 
@@ -125,12 +94,7 @@ mod harness {
         p.expect_output("pid=1 ready", QUICK);
         let host = p.host_pid().unwrap();
         let status = std::fs::read_to_string(format!("/proc/{host}/status")).unwrap();
-        assert!(
-            status
-                .lines()
-                .any(|l| l.starts_with("NSpid:") && l.ends_with("\t1")),
-            "{status}"
-        );
+        assert!(status.lines().any(|l| l.starts_with("NSpid:") && l.ends_with("\t1")), "{status}");
         p.signal(Signal::TERM);
         assert_eq!(p.wait_exit(QUICK), Some(3), "{}", p.output());
         assert!(p.output().contains("got TERM"), "{}", p.output());
@@ -145,18 +109,11 @@ mod harness {
         rootfs.docker_dev();
         let p = Pid1::start_argv(rootfs, &["/bin/sh", "-c", script], DOCKER_ENV);
         p.expect_output("started", QUICK);
-        assert!(
-            poll_until(QUICK, || p.processes().len() == 2),
-            "{:?}",
-            p.processes()
-        );
+        assert!(poll_until(QUICK, || p.processes().len() == 2), "{:?}", p.processes());
         let mut all = p.processes();
         all.push(p.host_pid().unwrap());
         drop(p);
-        assert!(
-            poll_until(QUICK, || !all.iter().any(|&q| alive(q))),
-            "left: {all:?}"
-        );
+        assert!(poll_until(QUICK, || !all.iter().any(|&q| alive(q))), "left: {all:?}");
     }
 
     #[test]
@@ -170,10 +127,7 @@ mod harness {
         let mut all = s.processes();
         all.push(s.pid());
         drop(s);
-        assert!(
-            poll_until(QUICK, || !all.iter().any(|&q| alive(q))),
-            "left: {all:?}"
-        );
+        assert!(poll_until(QUICK, || !all.iter().any(|&q| alive(q))), "left: {all:?}");
     }
 }
 
@@ -220,16 +174,7 @@ fn readme_demo_files_use_only_native_keys() {
         "proxy",
     ];
     const TABLES: &[(&str, &[&str])] = &[
-        (
-            "restart",
-            &[
-                "strategy",
-                "backoff",
-                "max-backoff",
-                "attempts",
-                "reset-after",
-            ],
-        ),
+        ("restart", &["strategy", "backoff", "max-backoff", "attempts", "reset-after"]),
         (
             "healthiness",
             &[
@@ -256,8 +201,7 @@ fn readme_demo_files_use_only_native_keys() {
         }
         seen += 1;
         let text = std::fs::read_to_string(&path).unwrap();
-        let doc =
-            toml::de::DeTable::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let doc = toml::de::DeTable::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         for (key, value) in doc.get_ref() {
             let key = key.get_ref().as_ref();
             assert!(TOP.contains(&key), "{}: unknown key {key}", path.display());
@@ -267,25 +211,14 @@ fn readme_demo_files_use_only_native_keys() {
                 };
                 for k in sub.keys() {
                     let k = k.get_ref().as_ref();
-                    assert!(
-                        keys.contains(&k),
-                        "{}: unknown key {key}.{k}",
-                        path.display()
-                    );
+                    assert!(keys.contains(&k), "{}: unknown key {key}.{k}", path.display());
                 }
             }
         }
         // `${VAR}` is expanded in values (Horust compatibility): the demo must not depend on it.
-        assert!(
-            !text.contains('$'),
-            "{}: avoid `$` in the demo",
-            path.display()
-        );
+        assert!(!text.contains('$'), "{}: avoid `$` in the demo", path.display());
     }
-    assert!(
-        seen >= 5,
-        "expected the demo's five services, found {seen} files"
-    );
+    assert!(seen >= 5, "expected the demo's five services, found {seen} files");
 }
 
 /// Level 3: the binary as the kernel's first process in an initramfs, under qemu. A oneshot asks
@@ -302,10 +235,7 @@ fn boots_as_initramfs_init_and_powers_off() {
         "command = [\"/bin/sh\", \"-c\", \"echo BOOT-SERVICE-RAN; kill -USR2 1\"]\noneshot = true\n",
     );
     let boot = common::boot(&kernel, &rootfs, "", std::time::Duration::from_secs(120));
-    assert!(
-        boot.console.contains("BOOT-SERVICE-RAN"),
-        "the service never ran: {boot:#?}"
-    );
+    assert!(boot.console.contains("BOOT-SERVICE-RAN"), "the service never ran: {boot:#?}");
     assert!(boot.powered_off(), "no clean power-off: {boot:#?}");
 }
 
@@ -320,13 +250,9 @@ mod harness_boot {
         let Some(kernel) = boot_prereqs() else { return };
         let rootfs = Rootfs::new();
         std::fs::remove_file(rootfs.host_path("init")).unwrap();
-        rootfs.file(
-            "init",
-            "#!/bin/sh\necho HARNESS-BOOT-OK \"$@\"\npoweroff -f\n",
-        );
+        rootfs.file("init", "#!/bin/sh\necho HARNESS-BOOT-OK \"$@\"\npoweroff -f\n");
         let init = rootfs.host_path("init");
-        std::fs::set_permissions(&init, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
+        std::fs::set_permissions(&init, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         let b = boot(&kernel, &rootfs, "one two", Duration::from_secs(120));
         assert!(b.console.contains("HARNESS-BOOT-OK one two"), "{b:#?}");
         assert!(b.powered_off(), "{b:#?}");

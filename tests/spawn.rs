@@ -4,12 +4,7 @@
 //! Tests run in parallel threads of one process, so each test reaps only its own children, by
 //! pid, and never waits for "any child".
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::print_stderr
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr)]
 
 use std::ffi::{OsStr, OsString};
 use std::io::Read;
@@ -40,10 +35,7 @@ fn exec_status(fd: &OwnedFd) -> ExecStatus {
         }
         assert!(Instant::now() < deadline, "exec status still pending");
         let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
-        let ts = rustix::time::Timespec {
-            tv_sec: 1,
-            tv_nsec: 0,
-        };
+        let ts = rustix::time::Timespec { tv_sec: 1, tv_nsec: 0 };
         let _ = rustix::event::poll(&mut fds, Some(&ts));
     }
 }
@@ -69,23 +61,13 @@ struct Run {
 fn run(plan: &Plan, group: Group) -> Run {
     let (out_r, out_w) = pipe();
     let (err_r, err_w) = pipe();
-    let stdio = Stdio {
-        stdin: Io::Null,
-        stdout: Io::Fd(out_w),
-        stderr: Io::Fd(err_w),
-        extra: vec![],
-    };
+    let stdio = Stdio { stdin: Io::Null, stdout: Io::Fd(out_w), stderr: Io::Fd(err_w), extra: vec![] };
     let child = spawn(plan, stdio, group).unwrap();
     let exec = exec_status(&child.status);
     let stdout = read_all(out_r);
     let stderr = read_all(err_r);
     let exit = wait(child.pid);
-    Run {
-        exec,
-        exit,
-        stdout,
-        stderr,
-    }
+    Run { exec, exit, stdout, stderr }
 }
 
 fn service(argv: &[&str]) -> ServiceSpec {
@@ -93,12 +75,7 @@ fn service(argv: &[&str]) -> ServiceSpec {
 }
 
 fn plan(spec: &ServiceSpec) -> Plan {
-    Plan::for_service(
-        spec,
-        &[(OsString::from("PATH"), OsString::from("/bin:/usr/bin"))],
-        None,
-    )
-    .unwrap()
+    Plan::for_service(spec, &[(OsString::from("PATH"), OsString::from("/bin:/usr/bin"))], None).unwrap()
 }
 
 /// The value of a `Key:` line in /proc/.../status text.
@@ -157,18 +134,9 @@ fn environment_is_exactly_the_computed_one() {
     let p = Plan::for_service(&spec, &inherited, None).unwrap();
     let r = run(&p, Group::Session);
     assert_eq!(r.exit, ExitStatus::Code(0), "{}", r.stderr);
-    let mut keys: Vec<&str> = r
-        .stdout
-        .lines()
-        .map(|l| l.split('=').next().unwrap())
-        .collect();
+    let mut keys: Vec<&str> = r.stdout.lines().map(|l| l.split('=').next().unwrap()).collect();
     keys.sort_unstable();
-    assert_eq!(
-        keys,
-        ["HOME", "HOSTNAME", "PATH", "TERM", "USER"],
-        "{}",
-        r.stdout
-    );
+    assert_eq!(keys, ["HOME", "HOSTNAME", "PATH", "TERM", "USER"], "{}", r.stdout);
     assert!(r.stdout.contains("PATH=/usr/bin:/bin\n"));
     assert!(r.stdout.contains("TERM=xterm\n"));
     if sys::getuid() == 0 {
@@ -178,10 +146,7 @@ fn environment_is_exactly_the_computed_one() {
     let mut spec = service(&["busybox", "env"]);
     spec.env.keep_env = true;
     spec.env.additional = vec![("EXTRA".into(), "a b=c".into())];
-    let r = run(
-        &Plan::for_service(&spec, &inherited, None).unwrap(),
-        Group::Session,
-    );
+    let r = run(&Plan::for_service(&spec, &inherited, None).unwrap(), Group::Session);
     assert!(r.stdout.contains("SECRET=x\n"));
     assert!(r.stdout.contains("EXTRA=a b=c\n"));
     assert!(!r.stdout.contains("NOTIFY_SOCKET"));
@@ -209,12 +174,7 @@ fn uid_gid_and_groups_are_switched() {
     groups[0] = 65534;
     groups[1] = 100;
     let mut spec = service(&[BUSYBOX, "cat", "/proc/self/status"]);
-    spec.user = Some(Credentials {
-        uid: 65534,
-        gid: 65534,
-        groups,
-        ngroups: 2,
-    });
+    spec.user = Some(Credentials { uid: 65534, gid: 65534, groups, ngroups: 2 });
     let r = run(&plan(&spec), Group::Session);
     assert_eq!(r.exit, ExitStatus::Code(0), "{}", r.stderr);
     assert_eq!(status_field(&r.stdout, "Uid"), "65534\t65534\t65534\t65534");
@@ -260,18 +220,11 @@ fn tini_mode_restores_the_inherited_signal_state() {
     let blocked = sys::sig_bit(21) | sys::sig_bit(4) | sys::sig_bit(15) | sys::sig_bit(37);
     let ignored = sys::sig_bit(22) | sys::sig_bit(11) | sys::sig_bit(2) | sys::sig_bit(34);
     let mut p = Plan::for_argv(
-        vec![
-            OsString::from(BUSYBOX),
-            OsString::from("cat"),
-            OsString::from("/proc/self/status"),
-        ],
+        vec![OsString::from(BUSYBOX), OsString::from("cat"), OsString::from("/proc/self/status")],
         &[],
     )
     .unwrap();
-    p.restore_signals(Inherited {
-        mask: blocked,
-        ignored,
-    });
+    p.restore_signals(Inherited { mask: blocked, ignored });
     let r = run(&p, Group::Foreground);
     assert_eq!(r.exit, ExitStatus::Code(0), "{}", r.stderr);
     assert_eq!(hex(&status_field(&r.stdout, "SigBlk")), blocked);
@@ -290,15 +243,10 @@ fn tini_mode_passes_env_untouched_and_rewrites_listen_pid_naming_init() {
     .map(|(k, v)| (OsString::from(k), OsString::from(v)))
     .collect();
     let p = Plan::for_argv(
-        [
-            "busybox",
-            "sh",
-            "-c",
-            r#"echo "$A $LISTEN_FDS $LISTEN_PID $$ $NOTIFY_SOCKET""#,
-        ]
-        .iter()
-        .map(OsString::from)
-        .collect(),
+        ["busybox", "sh", "-c", r#"echo "$A $LISTEN_FDS $LISTEN_PID $$ $NOTIFY_SOCKET""#]
+            .iter()
+            .map(OsString::from)
+            .collect(),
         &env,
     )
     .unwrap();
@@ -318,12 +266,7 @@ fn fds_above_the_passed_ones_are_closed_and_extra_fds_land_at_3() {
     let (extra_r, extra_w) = pipe();
     let (out_r, out_w) = pipe();
     let spec = service(&[BUSYBOX, "sh", "-c", "echo via3 >&3; exec busybox sleep 30"]);
-    let stdio = Stdio {
-        stdin: Io::Null,
-        stdout: Io::Fd(out_w),
-        stderr: Io::Inherit,
-        extra: vec![extra_w],
-    };
+    let stdio = Stdio { stdin: Io::Null, stdout: Io::Fd(out_w), stderr: Io::Inherit, extra: vec![extra_w] };
     let child = spawn(&plan(&spec), stdio, Group::Session).unwrap();
     assert_eq!(exec_status(&child.status), ExecStatus::Ok);
     let mut line = [0u8; 5];
@@ -358,21 +301,9 @@ fn fds_above_the_passed_ones_are_closed_and_extra_fds_land_at_3() {
 
 #[test]
 fn foreground_group_is_its_own_process_group_in_our_session() {
-    let p = Plan::for_argv(
-        vec![
-            OsString::from(BUSYBOX),
-            OsString::from("sleep"),
-            OsString::from("30"),
-        ],
-        &[],
-    )
-    .unwrap();
-    let stdio = Stdio {
-        stdin: Io::Null,
-        stdout: Io::Null,
-        stderr: Io::Inherit,
-        extra: vec![],
-    };
+    let p = Plan::for_argv(vec![OsString::from(BUSYBOX), OsString::from("sleep"), OsString::from("30")], &[])
+        .unwrap();
+    let stdio = Stdio { stdin: Io::Null, stdout: Io::Null, stderr: Io::Inherit, extra: vec![] };
     let child = spawn(&p, stdio, Group::Foreground).unwrap();
     // The parent's setpgid makes the group exist as soon as spawn returns.
     assert_eq!(sys::getpgid(child.pid).unwrap(), child.pid);
@@ -408,10 +339,7 @@ fn not_executable_fails_with_eacces_and_126() {
         let r = run(&plan(&service(&[prog])), Group::Session);
         assert_eq!(
             r.exec,
-            ExecStatus::Failed {
-                message: format!("unable to exec {prog}: Permission denied"),
-                errno: 13
-            }
+            ExecStatus::Failed { message: format!("unable to exec {prog}: Permission denied"), errno: 13 }
         );
         assert_eq!(r.exit, ExitStatus::Code(126));
     }
@@ -436,12 +364,7 @@ fn null_output_is_dev_null() {
         "-c",
         "a=$(readlink /proc/$$/fd/0); b=$(readlink /proc/$$/fd/1); echo $a $b >&2; echo lost",
     ]);
-    let stdio = Stdio {
-        stdin: Io::Null,
-        stdout: Io::Null,
-        stderr: Io::Fd(err_w),
-        extra: vec![],
-    };
+    let stdio = Stdio { stdin: Io::Null, stdout: Io::Null, stderr: Io::Fd(err_w), extra: vec![] };
     let child = spawn(&plan(&spec), stdio, Group::Session).unwrap();
     assert_eq!(exec_status(&child.status), ExecStatus::Ok);
     assert_eq!(read_all(err_r), "/dev/null /dev/null\n");
@@ -454,47 +377,22 @@ fn rlimits_are_set_and_nofile_is_restored() {
     let spec = service(&[BUSYBOX, "cat", "/proc/self/limits"]);
     let p = Plan::for_service(&spec, &[], Some((200, hard))).unwrap();
     let r = run(&p, Group::Session);
-    let line = r
-        .stdout
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .unwrap()
-        .to_string();
+    let line = r.stdout.lines().find(|l| l.starts_with("Max open files")).unwrap().to_string();
     assert_eq!(line.split_whitespace().nth(3), Some("200"), "{line}");
 
     let mut spec = service(&[BUSYBOX, "cat", "/proc/self/limits"]);
     spec.limits.rlimits = vec![(Rlimit::Nofile, 100), (Rlimit::Core, 0)];
-    let r = run(
-        &Plan::for_service(&spec, &[], Some((200, hard))).unwrap(),
-        Group::Session,
-    );
-    let line = r
-        .stdout
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .unwrap()
-        .to_string();
-    assert_eq!(
-        line.split_whitespace().skip(3).take(2).collect::<Vec<_>>(),
-        ["100", "100"]
-    );
-    let core = r
-        .stdout
-        .lines()
-        .find(|l| l.starts_with("Max core file size"))
-        .unwrap()
-        .to_string();
-    assert_eq!(
-        core.split_whitespace().skip(4).take(2).collect::<Vec<_>>(),
-        ["0", "0"]
-    );
+    let r = run(&Plan::for_service(&spec, &[], Some((200, hard))).unwrap(), Group::Session);
+    let line = r.stdout.lines().find(|l| l.starts_with("Max open files")).unwrap().to_string();
+    assert_eq!(line.split_whitespace().skip(3).take(2).collect::<Vec<_>>(), ["100", "100"]);
+    let core = r.stdout.lines().find(|l| l.starts_with("Max core file size")).unwrap().to_string();
+    assert_eq!(core.split_whitespace().skip(4).take(2).collect::<Vec<_>>(), ["0", "0"]);
 }
 
 #[test]
 fn set_env_reaches_the_child() {
     let mut p = plan(&service(&[BUSYBOX, "sh", "-c", "echo $NOTIFY_SOCKET"]));
-    p.set_env("NOTIFY_SOCKET", OsStr::new("/run/init/notify"))
-        .unwrap();
+    p.set_env("NOTIFY_SOCKET", OsStr::new("/run/init/notify")).unwrap();
     let r = run(&p, Group::Session);
     assert_eq!(r.stdout, "/run/init/notify\n");
 }
@@ -530,18 +428,9 @@ fn many_extra_fds_land_in_order_even_when_their_numbers_collide_with_the_targets
     // Reversed: the lowest-numbered sources go to the highest targets, so placing the first
     // ones in order would clobber the last ones' sources.
     let (readers, writers): (Vec<OwnedFd>, Vec<OwnedFd>) = pipes.into_iter().rev().unzip();
-    let spec = service(&[
-        BUSYBOX,
-        "sh",
-        "-c",
-        r#"i=3; while [ $i -le 26 ]; do echo "fd$i" >&$i; i=$((i+1)); done"#,
-    ]);
-    let stdio = Stdio {
-        stdin: Io::Null,
-        stdout: Io::Null,
-        stderr: Io::Inherit,
-        extra: writers,
-    };
+    let spec =
+        service(&[BUSYBOX, "sh", "-c", r#"i=3; while [ $i -le 26 ]; do echo "fd$i" >&$i; i=$((i+1)); done"#]);
+    let stdio = Stdio { stdin: Io::Null, stdout: Io::Null, stderr: Io::Inherit, extra: writers };
     let child = spawn(&plan(&spec), stdio, Group::Session).unwrap();
     assert_eq!(exec_status(&child.status), ExecStatus::Ok);
     for (i, r) in readers.into_iter().enumerate() {
@@ -557,18 +446,7 @@ fn block_all_blocks_the_handled_signals_and_reports_sigpipe_as_default() {
     let during = sys::sigprocmask_get().unwrap();
     sys::sigprocmask_set(before).unwrap();
     assert_eq!(inherited.mask, before);
-    assert_eq!(
-        inherited.ignored & sys::sig_bit(13),
-        0,
-        "SIGPIPE is ignored by the Rust runtime only"
-    );
-    assert_eq!(
-        during & ankh::signals::handled_set(),
-        ankh::signals::handled_set()
-    );
-    assert_eq!(
-        during & sys::sig_bit(11),
-        before & sys::sig_bit(11),
-        "SIGSEGV stays as it was"
-    );
+    assert_eq!(inherited.ignored & sys::sig_bit(13), 0, "SIGPIPE is ignored by the Rust runtime only");
+    assert_eq!(during & ankh::signals::handled_set(), ankh::signals::handled_set());
+    assert_eq!(during & sys::sig_bit(11), before & sys::sig_bit(11), "SIGSEGV stays as it was");
 }

@@ -9,12 +9,7 @@
 //! [`skip_or_fail`], which prints `SKIP: reason` and lets the test return, or panics when
 //! `INIT_E2E=1` (set by `.ci/run` / `.ci/test`), so a missing tool fails CI instead of hiding.
 #![allow(dead_code)] // each test file uses a different part of this module
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::print_stderr
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr)]
 
 use std::ffi::OsStr;
 use std::fs;
@@ -62,9 +57,7 @@ pub fn is_root() -> bool {
 /// `Some(path)` of a program found in PATH.
 pub fn which(prog: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(prog))
-        .find(|p| is_executable(p))
+    std::env::split_paths(&path).map(|d| d.join(prog)).find(|p| is_executable(p))
 }
 
 fn is_executable(p: &Path) -> bool {
@@ -107,11 +100,7 @@ pub fn pidns_prereqs() -> Option<PathBuf> {
 pub fn init_bin() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("INIT_BIN").filter(|p| !p.is_empty()) {
         let p = PathBuf::from(p);
-        assert!(
-            is_executable(&p),
-            "INIT_BIN={} is not an executable file",
-            p.display()
-        );
+        assert!(is_executable(&p), "INIT_BIN={} is not an executable file", p.display());
         assert!(
             is_static_elf(&p),
             "INIT_BIN={} is not a static binary (a scratch rootfs has no libc)",
@@ -142,24 +131,14 @@ pub fn init_bin() -> Option<PathBuf> {
 /// rootfs (static and static-pie binaries both qualify).
 pub fn is_static_elf(path: &Path) -> bool {
     let Ok(b) = fs::read(path) else { return false };
-    let u16_at = |o: usize| {
-        b.get(o..o + 2)
-            .map(|s| u16::from_le_bytes([s[0], s[1]]) as usize)
-    };
-    let u32_at = |o: usize| {
-        b.get(o..o + 4)
-            .map(|s| u32::from_le_bytes(s.try_into().unwrap()))
-    };
-    let u64_at = |o: usize| {
-        b.get(o..o + 8)
-            .map(|s| u64::from_le_bytes(s.try_into().unwrap()))
-    };
+    let u16_at = |o: usize| b.get(o..o + 2).map(|s| u16::from_le_bytes([s[0], s[1]]) as usize);
+    let u32_at = |o: usize| b.get(o..o + 4).map(|s| u32::from_le_bytes(s.try_into().unwrap()));
+    let u64_at = |o: usize| b.get(o..o + 8).map(|s| u64::from_le_bytes(s.try_into().unwrap()));
     // 64-bit little-endian ELF only (the project's one target).
     if b.get(0..6) != Some(&[0x7f, b'E', b'L', b'F', 2, 1][..]) {
         return false;
     }
-    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38))
-    else {
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38)) else {
         return false;
     };
     const PT_INTERP: u32 = 3;
@@ -172,9 +151,7 @@ pub fn busybox() -> Option<PathBuf> {
         .map(PathBuf::from)
         .into_iter()
         .chain(["/bin/busybox", "/usr/bin/busybox"].map(PathBuf::from));
-    candidates
-        .into_iter()
-        .find(|p| is_executable(p) && is_static_elf(p))
+    candidates.into_iter().find(|p| is_executable(p) && is_static_elf(p))
 }
 
 // ---------------------------------------------------------------------------------------- temp dirs
@@ -187,15 +164,11 @@ pub struct TempDir {
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
         static SEQ: AtomicU32 = AtomicU32::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
         loop {
             let n = SEQ.fetch_add(1, Ordering::Relaxed);
-            let path = std::env::temp_dir().join(format!(
-                "ankh-test-{tag}-{}-{n}-{nanos:x}",
-                std::process::id()
-            ));
+            let path =
+                std::env::temp_dir().join(format!("ankh-test-{tag}-{}-{n}-{nanos:x}", std::process::id()));
             match fs::create_dir(&path) {
                 Ok(()) => return TempDir { path },
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
@@ -233,9 +206,7 @@ pub struct ConfigDir {
 
 impl ConfigDir {
     pub fn new() -> ConfigDir {
-        ConfigDir {
-            dir: TempDir::new("config"),
-        }
+        ConfigDir { dir: TempDir::new("config") }
     }
 
     pub fn path(&self) -> &Path {
@@ -265,9 +236,9 @@ impl Default for ConfigDir {
 
 /// Busybox applets linked into every rootfs's /bin when `busybox --list` is unavailable.
 const APPLETS: &[&str] = &[
-    "sh", "ash", "sleep", "echo", "cat", "true", "false", "kill", "ps", "ls", "mkdir", "rm",
-    "touch", "test", "[", "printf", "env", "id", "date", "grep", "seq", "head", "tail", "wc",
-    "pidof", "pgrep", "nc", "httpd", "wget", "yes", "exit", "trap", "mount", "dd", "stat",
+    "sh", "ash", "sleep", "echo", "cat", "true", "false", "kill", "ps", "ls", "mkdir", "rm", "touch", "test",
+    "[", "printf", "env", "id", "date", "grep", "seq", "head", "tail", "wc", "pidof", "pgrep", "nc", "httpd",
+    "wget", "yes", "exit", "trap", "mount", "dd", "stat",
 ];
 
 /// A scratch root filesystem (what `FROM scratch` + `COPY` gives): /init (the static binary),
@@ -297,18 +268,10 @@ impl Rootfs {
         let listed = Command::new(busybox).arg("--list").output().ok();
         let listed: Vec<String> = listed
             .filter(|o| o.status.success())
-            .map(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .map(String::from)
-                    .collect()
-            })
+            .map(|o| String::from_utf8_lossy(&o.stdout).lines().map(String::from).collect())
             .unwrap_or_default();
-        let names: Vec<&str> = if listed.is_empty() {
-            APPLETS.to_vec()
-        } else {
-            listed.iter().map(String::as_str).collect()
-        };
+        let names: Vec<&str> =
+            if listed.is_empty() { APPLETS.to_vec() } else { listed.iter().map(String::as_str).collect() };
         for name in names {
             if name != "busybox" && !name.contains('/') {
                 let _ = symlink("busybox", root.join("bin").join(name));
@@ -337,24 +300,13 @@ impl Rootfs {
     /// with mknod, so root only). Without it /dev is empty, as in an initramfs before devtmpfs.
     pub fn docker_dev(&self) -> &Self {
         use rustix::fs::{CWD, FileType, Mode, makedev, mknodat};
-        let nodes = [
-            ("null", 1, 3),
-            ("zero", 1, 5),
-            ("full", 1, 7),
-            ("random", 1, 8),
-        ];
+        let nodes = [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8)];
         let more = [("urandom", 1, 9), ("tty", 5, 0)];
         for (name, major, minor) in nodes.into_iter().chain(more) {
             let p = self.path().join("dev").join(name);
             let mode = Mode::from_raw_mode(0o666);
-            mknodat(
-                CWD,
-                &p,
-                FileType::CharacterDevice,
-                mode,
-                makedev(major, minor),
-            )
-            .unwrap_or_else(|e| panic!("mknod {}: {e}", p.display()));
+            mknodat(CWD, &p, FileType::CharacterDevice, mode, makedev(major, minor))
+                .unwrap_or_else(|e| panic!("mknod {}: {e}", p.display()));
             // mknod applies the umask: set the mode Docker has.
             fs::set_permissions(&p, fs::Permissions::from_mode(0o666)).unwrap();
         }
@@ -384,11 +336,7 @@ enum Stream {
     Err,
 }
 
-fn reader(
-    mut src: impl Read + Send + 'static,
-    buf: Arc<Mutex<Captured>>,
-    which: Stream,
-) -> JoinHandle<()> {
+fn reader(mut src: impl Read + Send + 'static, buf: Arc<Mutex<Captured>>, which: Stream) -> JoinHandle<()> {
     thread::spawn(move || {
         let mut chunk = [0u8; 8192];
         loop {
@@ -423,25 +371,14 @@ impl Proc {
     /// Spawn `cmd` in a new process group (its pgid = its pid), stdin /dev/null, output captured.
     fn spawn(mut cmd: Command) -> Proc {
         let what = format!("{cmd:?}");
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
         let buf = Arc::new(Mutex::new(Captured::default()));
         let readers = vec![
             reader(child.stdout.take().unwrap(), buf.clone(), Stream::Out),
             reader(child.stderr.take().unwrap(), buf.clone(), Stream::Err),
         ];
-        Proc {
-            child,
-            buf,
-            readers,
-            status: None,
-            what,
-        }
+        Proc { child, buf, readers, status: None, what }
     }
 
     fn pid(&self) -> i32 {
@@ -478,9 +415,7 @@ impl Proc {
             if let Some(s) = self.try_status() {
                 // The pipes may still hold the last lines: let the readers drain them (they end at
                 // EOF, i.e. once every process holding the write ends has exited).
-                let rest = deadline
-                    .saturating_duration_since(Instant::now())
-                    .min(QUICK);
+                let rest = deadline.saturating_duration_since(Instant::now()).min(QUICK);
                 let until = Instant::now() + rest;
                 while self.readers.iter().any(|r| !r.is_finished()) && Instant::now() < until {
                     thread::sleep(POLL);
@@ -511,9 +446,7 @@ impl Proc {
 
 /// An exit status as a shell shows it: the code, or 128+N for death by signal N.
 pub fn status_code(s: ExitStatus) -> i32 {
-    s.code()
-        .or_else(|| s.signal().map(|n| 128 + n))
-        .unwrap_or(-1)
+    s.code().or_else(|| s.signal().map(|n| 128 + n)).unwrap_or(-1)
 }
 
 /// Poll `cond` every 10 ms until it holds (true) or `timeout` passes (false).
@@ -555,11 +488,8 @@ pub fn descendants(pid: i32) -> Vec<i32> {
 
 /// True while `pid` exists and is not a zombie (`kill -0` is true for zombies: read State).
 pub fn alive(pid: i32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| {
-        s.lines()
-            .find(|l| l.starts_with("State:"))
-            .is_some_and(|l| !l.contains('Z'))
-    })
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .is_ok_and(|s| s.lines().find(|l| l.starts_with("State:")).is_some_and(|l| !l.contains('Z')))
 }
 
 fn send(pid: i32, sig: Signal) -> std::io::Result<()> {
@@ -570,13 +500,8 @@ fn send(pid: i32, sig: Signal) -> std::io::Result<()> {
 // ---------------------------------------------------------------------------------------- Pid1
 
 /// The environment `docker run` gives PID 1 of a `FROM scratch` image (minus HOSTNAME).
-pub const DOCKER_ENV: &[(&str, &str)] = &[
-    (
-        "PATH",
-        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-    ),
-    ("HOME", "/"),
-];
+pub const DOCKER_ENV: &[(&str, &str)] =
+    &[("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"), ("HOME", "/")];
 
 /// The binary as PID 1 of a new PID namespace, chrooted into a [`Rootfs`]:
 /// `unshare --pid --fork --mount-proc --kill-child --root=ROOT /init ARGS`.
@@ -621,11 +546,7 @@ impl Pid1 {
             .envs(env.iter().copied());
         let proc = Proc::spawn(cmd);
         let unshare = proc.pid();
-        let mut p = Pid1 {
-            proc,
-            host_pid: None,
-            rootfs,
-        };
+        let mut p = Pid1 { proc, host_pid: None, rootfs };
         let children = format!("/proc/{unshare}/task/{unshare}/children");
         poll_until(QUICK, || {
             if let Some(c) = fs::read_to_string(&children)
@@ -638,10 +559,7 @@ impl Pid1 {
             p.proc.try_status().is_some()
         });
         if p.host_pid.is_none() && p.proc.try_status().is_none() {
-            panic!(
-                "unshare ({unshare}) never forked PID 1; output:\n{}",
-                p.output()
-            );
+            panic!("unshare ({unshare}) never forked PID 1; output:\n{}", p.output());
         }
         p
     }
@@ -658,9 +576,7 @@ impl Pid1 {
 
     /// Send `sig` to PID 1 (by its host pid; unshare would not forward it).
     pub fn signal(&self, sig: Signal) {
-        let pid = self
-            .host_pid
-            .unwrap_or_else(|| panic!("PID 1 already gone; output:\n{}", self.output()));
+        let pid = self.host_pid.unwrap_or_else(|| panic!("PID 1 already gone; output:\n{}", self.output()));
         send(pid, sig).unwrap_or_else(|e| panic!("kill({pid}, {sig:?}): {e}"));
     }
 
@@ -685,10 +601,7 @@ impl Pid1 {
     /// Like `wait_output`, but panics with the output so far when it does not appear.
     pub fn expect_output(&self, needle: &str, timeout: Duration) {
         if !self.wait_output(needle, timeout) {
-            panic!(
-                "expected {needle:?} within {timeout:?}; output so far:\n{}",
-                self.output()
-            );
+            panic!("expected {needle:?} within {timeout:?}; output so far:\n{}", self.output());
         }
     }
 
@@ -739,9 +652,7 @@ impl Standalone {
 
     /// Run a prepared command (see [`init_command`]) with output capture and cleanup.
     pub fn start_cmd(cmd: Command) -> Standalone {
-        Standalone {
-            proc: Proc::spawn(cmd),
-        }
+        Standalone { proc: Proc::spawn(cmd) }
     }
 
     pub fn pid(&self) -> i32 {
@@ -770,10 +681,7 @@ impl Standalone {
 
     pub fn expect_output(&self, needle: &str, timeout: Duration) {
         if !self.wait_output(needle, timeout) {
-            panic!(
-                "expected {needle:?} within {timeout:?}; output so far:\n{}",
-                self.output()
-            );
+            panic!("expected {needle:?} within {timeout:?}; output so far:\n{}", self.output());
         }
     }
 
@@ -836,18 +744,9 @@ pub struct Run {
 pub fn run_cmd(cmd: Command, timeout: Duration) -> Run {
     let mut s = Standalone::start_cmd(cmd);
     let Some(code) = s.wait_exit(timeout) else {
-        panic!(
-            "{} did not exit within {timeout:?}; output:\n{}",
-            s.proc.what,
-            s.output()
-        );
+        panic!("{} did not exit within {timeout:?}; output:\n{}", s.proc.what, s.output());
     };
-    Run {
-        code,
-        stdout: s.stdout(),
-        stderr: s.stderr(),
-        output: s.output(),
-    }
+    Run { code, stdout: s.stdout(), stderr: s.stderr(), output: s.output() }
 }
 
 /// `init ARGS` to completion (10 s deadline).
@@ -894,21 +793,8 @@ pub fn boot_prereqs() -> Option<PathBuf> {
 pub fn cpio_newc(root: &Path) -> Vec<u8> {
     use std::os::unix::fs::MetadataExt;
     fn entry(out: &mut Vec<u8>, ino: u32, name: &str, mode: u32, rdev: (u32, u32), data: &[u8]) {
-        let fields = [
-            ino,
-            mode,
-            0,
-            0,
-            1,
-            0,
-            data.len() as u32,
-            0,
-            0,
-            rdev.0,
-            rdev.1,
-            name.len() as u32 + 1,
-            0,
-        ];
+        let fields =
+            [ino, mode, 0, 0, 1, 0, data.len() as u32, 0, 0, rdev.0, rdev.1, name.len() as u32 + 1, 0];
         out.extend_from_slice(b"070701");
         for f in fields {
             out.extend_from_slice(format!("{f:08x}").as_bytes());
@@ -924,18 +810,11 @@ pub fn cpio_newc(root: &Path) -> Vec<u8> {
         }
     }
     fn walk(dir: &Path, rel: &str, out: &mut Vec<(String, PathBuf)>) {
-        let mut names: Vec<_> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
+        let mut names: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
         names.sort();
         for p in names {
             let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            let r = if rel.is_empty() {
-                name
-            } else {
-                format!("{rel}/{name}")
-            };
+            let r = if rel.is_empty() { name } else { format!("{rel}/{name}") };
             let is_dir = fs::symlink_metadata(&p).unwrap().is_dir();
             out.push((r.clone(), p.clone()));
             if is_dir {
@@ -950,11 +829,7 @@ pub fn cpio_newc(root: &Path) -> Vec<u8> {
     for (rel, path) in &files {
         let m = fs::symlink_metadata(path).unwrap();
         let data = if m.file_type().is_symlink() {
-            fs::read_link(path)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned()
-                .into_bytes()
+            fs::read_link(path).unwrap().to_string_lossy().into_owned().into_bytes()
         } else if m.is_file() {
             fs::read(path).unwrap()
         } else {
@@ -1003,35 +878,15 @@ pub fn boot(kernel: &Path, rootfs: &Rootfs, init_args: &str, timeout: Duration) 
         append.push_str(init_args);
     }
     let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args([
-        "-accel",
-        "tcg",
-        "-m",
-        "256",
-        "-smp",
-        "1",
-        "-nodefaults",
-        "-no-user-config",
-    ])
-    .args([
-        "-display",
-        "none",
-        "-serial",
-        "stdio",
-        "-net",
-        "none",
-        "-no-reboot",
-    ])
-    .arg("-kernel")
-    .arg(kernel)
-    .arg("-initrd")
-    .arg(&initrd)
-    .arg("-append")
-    .arg(append);
+    cmd.args(["-accel", "tcg", "-m", "256", "-smp", "1", "-nodefaults", "-no-user-config"])
+        .args(["-display", "none", "-serial", "stdio", "-net", "none", "-no-reboot"])
+        .arg("-kernel")
+        .arg(kernel)
+        .arg("-initrd")
+        .arg(&initrd)
+        .arg("-append")
+        .arg(append);
     let mut q = Standalone::start_cmd(cmd);
     let code = q.wait_exit(timeout);
-    Boot {
-        console: q.output(),
-        code,
-    }
+    Boot { console: q.output(), code }
 }
