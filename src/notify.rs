@@ -292,14 +292,23 @@ fn say(msg: &str) {
     let _ = std::io::stderr().write_all(msg.as_bytes());
 }
 
-/// `init notify`: like systemd-notify. Returns the exit code: 0 sent, 1 failed, 2 usage.
+/// `init notify`: like systemd-notify. `args` are those after `notify`. Returns the exit code:
+/// 0 sent, 1 not sent (no `$NOTIFY_SOCKET`, send failed), 2 usage error.
 pub fn notify_main(args: impl IntoIterator<Item = OsString>) -> i32 {
+    notify_to(std::env::var_os("NOTIFY_SOCKET").as_deref(), args)
+}
+
+/// `notify_main` with the socket given (the value of `$NOTIFY_SOCKET`, if any).
+pub fn notify_to(
+    socket: Option<&std::ffi::OsStr>,
+    args: impl IntoIterator<Item = OsString>,
+) -> i32 {
     match build_message(args) {
         Ok(None) => {
             say(NOTIFY_USAGE);
             0
         }
-        Ok(Some(msg)) => match send(&msg) {
+        Ok(Some(msg)) => match send(socket, &msg) {
             Ok(()) => 0,
             Err(e) => {
                 say(&format!("init notify: {e}\n"));
@@ -350,8 +359,8 @@ fn build_message(args: impl IntoIterator<Item = OsString>) -> Result<Option<Stri
 }
 
 /// Sends `msg` to `$NOTIFY_SOCKET` (`@abstract` or a path).
-fn send(msg: &str) -> Result<(), String> {
-    let Some(target) = std::env::var_os("NOTIFY_SOCKET") else {
+fn send(socket: Option<&std::ffi::OsStr>, msg: &str) -> Result<(), String> {
+    let Some(target) = socket else {
         return Err(
             "NOTIFY_SOCKET is not set (is this service run with ready = \"notify\"?)".into(),
         );
