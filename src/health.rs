@@ -23,11 +23,15 @@
 
 use std::time::{Duration, Instant};
 
-use crate::spec::Health;
+use crate::spec::{Health, Ready};
+use crate::supervisor::{Event, Svc};
 
 /// Probe cadence before the first pass (Docker's `--start-interval`), when `interval` is longer:
 /// a service that listens 200 ms after its start is seen ready within a second, not an interval.
 pub const START_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Longest time a probe may start early to share a wake-up with another (see `due`).
+pub const MAX_SLACK: Duration = Duration::from_millis(50);
 
 /// What a probe result changed, for the supervisor.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,9 +136,12 @@ impl HealthCheck {
         Some(self.in_flight.unwrap_or(self.next))
     }
 
-    /// A probe should start now (active, none in flight, its time has come).
+    /// A probe should start now (active, none in flight, its time has come). A probe due within
+    /// `slack` (1/16 of the interval, at most 50 ms) starts now too: when the loop wakes for one
+    /// service, the probes of the others due about then go out in the same wake-up.
     pub fn due(&self, now: Instant) -> bool {
-        self.started.is_some() && self.in_flight.is_none() && now >= self.next
+        let slack = (self.interval / 16).min(MAX_SLACK);
+        self.started.is_some() && self.in_flight.is_none() && add(now, slack) >= self.next
     }
 
     /// A probe was started at `now`; it times out at `now + timeout`.
@@ -198,6 +205,17 @@ impl HealthCheck {
             failures: self.failures,
             last_error: self.last_error.as_deref(),
         }
+    }
+}
+
+/// What a health event means for the supervisor: `Ready` gates dependents only when the
+/// service's readiness is `healthy` (`auto` with a check); `Unhealthy` always goes on (the
+/// supervisor applies `on-unhealthy`); `Recovered` is for the log only.
+pub fn supervisor_event(svc: Svc, ready: Ready, ev: HealthEvent) -> Option<Event> {
+    match ev {
+        HealthEvent::Ready if ready == Ready::Healthy => Some(Event::Ready { svc }),
+        HealthEvent::Ready | HealthEvent::Recovered => None,
+        HealthEvent::Unhealthy { reason } => Some(Event::Unhealthy { svc, reason }),
     }
 }
 
@@ -266,8 +284,26 @@ mod tests {
         assert_eq!(c.next_deadline(), Some(t0));
         assert_eq!(probe(&mut c, t0, true), Some(HealthEvent::Ready));
         assert_eq!(c.next_deadline(), Some(ms(t0, 10_000)));
-        assert!(!c.due(ms(t0, 9_999)));
+        assert!(!c.due(ms(t0, 9_949)));
         assert_eq!(probe(&mut c, ms(t0, 10_000), true), None);
+    }
+
+    #[test]
+    fn probes_due_within_the_slack_start_early_to_share_a_wake_up() {
+        let t0 = Instant::now();
+        // 10 s interval: 50 ms slack (the cap); 320 ms interval: 20 ms (1/16).
+        let mut a = HealthCheck::new(&spec(10_000, 500, 0, 3), t0);
+        let mut b = HealthCheck::new(&spec(320, 100, 0, 3), t0);
+        for c in [&mut a, &mut b] {
+            c.on_start(t0);
+            probe(c, t0, true);
+        }
+        assert!(!a.due(ms(t0, 9_949)));
+        assert!(a.due(ms(t0, 9_950)));
+        assert!(!b.due(ms(t0, 299)));
+        assert!(b.due(ms(t0, 300)));
+        // The deadline the loop sleeps until is still the exact one.
+        assert_eq!(a.next_deadline(), Some(ms(t0, 10_000)));
     }
 
     #[test]
@@ -427,6 +463,30 @@ mod tests {
         c.on_result(t0, true, String::new());
         c.on_result(t0, false, String::new());
         assert!(c.next_deadline().is_some());
+    }
+
+    #[test]
+    fn ready_gates_only_healthy_readiness() {
+        assert_eq!(
+            supervisor_event(2, Ready::Healthy, HealthEvent::Ready),
+            Some(Event::Ready { svc: 2 })
+        );
+        assert_eq!(supervisor_event(2, Ready::Notify, HealthEvent::Ready), None);
+        assert_eq!(
+            supervisor_event(2, Ready::Healthy, HealthEvent::Recovered),
+            None
+        );
+        assert_eq!(
+            supervisor_event(
+                2,
+                Ready::Notify,
+                HealthEvent::Unhealthy { reason: "x".into() }
+            ),
+            Some(Event::Unhealthy {
+                svc: 2,
+                reason: "x".into()
+            })
+        );
     }
 
     #[test]

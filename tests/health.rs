@@ -9,6 +9,7 @@
     clippy::print_stdout
 )]
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -20,8 +21,9 @@ use std::task::Poll;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use ankh::health::HealthEvent;
 use ankh::notify::{self, Notification, NotifySocket, PipeState, ReadyPipe};
-use ankh::probe::{self, Interest, Probe, ProbeKind, Registry, Started};
+use ankh::probe::{self, Interest, Monitor, Probe, ProbeKind, Registry, Started};
 use ankh::spawn::{Io, Stdio};
 use ankh::spec::{Endpoint, Health, HttpEndpoint, OnUnhealthy};
 use ankh::supervisor::ExitStatus;
@@ -110,7 +112,9 @@ impl TestLoop {
 }
 
 /// Spawns like the reactor will: own process group, the given stdio.
-fn test_spawner(pids: &mut Vec<i32>) -> impl FnMut(&[String], Stdio) -> Result<i32, String> + '_ {
+fn test_spawner(
+    pids: Rc<RefCell<Vec<i32>>>,
+) -> impl FnMut(&[String], Stdio) -> Result<i32, String> {
     move |argv: &[String], stdio: Stdio| {
         let conv = |io: Io| match io {
             Io::Inherit => std::process::Stdio::inherit(),
@@ -126,7 +130,7 @@ fn test_spawner(pids: &mut Vec<i32>) -> impl FnMut(&[String], Stdio) -> Result<i
             .spawn()
             .map_err(|e| format!("spawn {}: {e}", argv[0]))?;
         let pid = child.id() as i32;
-        pids.push(pid);
+        pids.borrow_mut().push(pid);
         Ok(pid)
     }
 }
@@ -155,12 +159,9 @@ struct Outcome {
 fn run(kinds: Vec<ProbeKind>, timeout: Duration) -> Outcome {
     let t0 = Instant::now();
     let mut lp = TestLoop::new();
-    let mut pids = Vec::new();
     let kinds: Rc<[ProbeKind]> = kinds.into();
-    let started = {
-        let mut spawner = test_spawner(&mut pids);
-        Probe::start(kinds, &mut lp, &mut spawner)
-    };
+    let mut spawner = test_spawner(Rc::default());
+    let started = Probe::start(kinds, &mut lp, &mut spawner);
     let mut probe = match started {
         Started::Done(result) => {
             assert!(
@@ -893,4 +894,317 @@ fn ready_fd_closed_without_newline() {
     drop(w);
     assert!(wait_readable(pipe.as_fd(), secs(5)));
     assert_eq!(pipe.on_readable(), PipeState::Closed);
+}
+
+// ---------------------------------------------------------------- the monitor (schedule + probes)
+
+/// Runs a monitor for a service started now, collecting its events until `stop` says so.
+fn drive_monitor(
+    h: &Health,
+    max: Duration,
+    mut stop: impl FnMut(&[(Duration, HealthEvent)]) -> bool,
+) -> Vec<(Duration, HealthEvent)> {
+    let t0 = Instant::now();
+    let mut lp = TestLoop::new();
+    let pids: Rc<RefCell<Vec<i32>>> = Rc::default();
+    let mut spawner = test_spawner(Rc::clone(&pids));
+    let mut m = Monitor::new(h, t0).expect("a check");
+    m.on_start(t0, &mut lp);
+    let mut events = Vec::new();
+    while !stop(&events) {
+        let now = Instant::now();
+        assert!(now - t0 < max, "gave up after {max:?}: {events:?}");
+        let next = m.next_deadline().expect("active");
+        let wait = next
+            .saturating_duration_since(now)
+            .min(Duration::from_millis(10));
+        let ev = if lp.wait(wait) {
+            m.on_event(Instant::now(), &mut lp)
+        } else {
+            // The reactor's reaper: exits of the checks we spawned (killed ones included).
+            let exited: Vec<_> = pids
+                .borrow()
+                .iter()
+                .filter_map(|&p| Some((p, try_reap(p)?)))
+                .collect();
+            let mut ev = None;
+            for (pid, st) in exited {
+                pids.borrow_mut().retain(|&p| p != pid);
+                if m.owns_pid(pid) {
+                    ev = m.on_exit(Instant::now(), st, &mut lp);
+                }
+            }
+            ev.or_else(|| m.on_timer(Instant::now(), &mut lp, &mut spawner))
+        };
+        if let Some(ev) = ev {
+            events.push((t0.elapsed(), ev));
+        }
+    }
+    m.on_stop(&mut lp);
+    assert!(lp.registered.is_empty(), "{:?}", lp.registered);
+    // Leave no zombie: reap what is left (cancelled checks were SIGKILLed).
+    let deadline = Instant::now() + secs(5);
+    while !pids.borrow().is_empty() && Instant::now() < deadline {
+        pids.borrow_mut().retain(|&p| try_reap(p).is_none());
+        thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        pids.borrow().is_empty(),
+        "checks left running: {:?}",
+        pids.borrow()
+    );
+    events
+}
+
+fn http_health(addr: SocketAddr, interval_ms: u64, max_failed: u32) -> Health {
+    Health {
+        http: Some(HttpEndpoint {
+            endpoint: ep(addr),
+            path: "/healthz".into(),
+        }),
+        tcp: None,
+        command: None,
+        file: None,
+        interval: Duration::from_millis(interval_ms),
+        timeout: Duration::from_millis(500),
+        start_period: Duration::ZERO,
+        max_failed,
+        on_unhealthy: OnUnhealthy::Restart,
+    }
+}
+
+#[test]
+fn monitor_ready_then_unhealthy_after_max_failed_consecutive_failures() {
+    // Answers 200 twice, then 503 for ever.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    thread::spawn(move || {
+        for (i, s) in l.incoming().enumerate() {
+            let Ok(mut s) = s else { return };
+            read_request(&mut s);
+            let resp: &[u8] = if i < 2 {
+                b"HTTP/1.1 200 OK\r\n\r\n"
+            } else {
+                b"HTTP/1.1 503 Service Unavailable\r\n\r\n"
+            };
+            let _ = s.write_all(resp);
+        }
+    });
+    let events = drive_monitor(&http_health(addr, 100, 3), secs(10), |ev| {
+        ev.iter()
+            .any(|(_, e)| matches!(e, HealthEvent::Unhealthy { .. }))
+    });
+    let kinds: Vec<_> = events.iter().map(|(_, e)| e.clone()).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            HealthEvent::Ready,
+            HealthEvent::Unhealthy {
+                reason: "GET /healthz: 503 Service Unavailable".into()
+            }
+        ]
+    );
+    // Pass at ~0, pass at ~100 ms, failures at ~200, ~300, ~400 ms: unhealthy on the 3rd.
+    let at = events[1].0;
+    assert!(
+        at >= Duration::from_millis(400) && at < secs(3),
+        "unhealthy at {at:?}"
+    );
+}
+
+#[test]
+fn monitor_becomes_ready_soon_after_the_service_listens() {
+    // The service opens its port 300 ms after start; the interval is long (60 s) but the start
+    // cadence (1 s) applies before the first pass.
+    let addr = closed_port();
+    thread::spawn(move || {
+        thread::sleep(Duration::from_millis(300));
+        let l = TcpListener::bind(addr).unwrap();
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            read_request(&mut s);
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\n\r\n");
+        }
+    });
+    let events = drive_monitor(&http_health(addr, 60_000, 3), secs(10), |ev| !ev.is_empty());
+    assert_eq!(events[0].1, HealthEvent::Ready);
+    assert!(
+        events[0].0 < Duration::from_millis(2500),
+        "ready at {:?}",
+        events[0].0
+    );
+}
+
+#[test]
+fn monitor_exec_timeout_is_a_failure_and_kills_the_check() {
+    let dir = tmpdir("monitor-exec");
+    let flag = dir.join("ok");
+    std::fs::write(&flag, "").unwrap();
+    // Passes while the flag exists; once it is gone, hangs (killed at the 500 ms timeout).
+    let script = format!("test -e {} || exec sleep 1000", flag.display());
+    let h = Health {
+        command: Some(vec!["/bin/sh".into(), "-c".into(), script]),
+        ..http_health(closed_port(), 100, 1)
+    };
+    let h = Health { http: None, ..h };
+    let flag2 = flag.clone();
+    let events = drive_monitor(&h, secs(10), move |ev| {
+        if ev.len() == 1 {
+            let _ = std::fs::remove_file(&flag2);
+        }
+        ev.len() >= 2
+    });
+    assert_eq!(events[0].1, HealthEvent::Ready);
+    assert_eq!(
+        events[1].1,
+        HealthEvent::Unhealthy {
+            reason: "/bin/sh: timed out after 500ms, killed".into()
+        }
+    );
+}
+
+// ---------------------------------------------------------------- cost (run with --ignored)
+
+/// A registry that tags every fd with one monitor's token, as the reactor does.
+struct TokenReg<'a> {
+    ep: &'a OwnedFd,
+    token: u64,
+}
+
+impl Registry for TokenReg<'_> {
+    fn add(&mut self, fd: BorrowedFd<'_>, i: Interest) {
+        epoll::add(self.ep, fd, epoll::EventData::new_u64(self.token), flags(i)).unwrap();
+    }
+    fn modify(&mut self, fd: BorrowedFd<'_>, i: Interest) {
+        epoll::modify(self.ep, fd, epoll::EventData::new_u64(self.token), flags(i)).unwrap();
+    }
+    fn remove(&mut self, fd: BorrowedFd<'_>) {
+        epoll::delete(self.ep, fd).unwrap();
+    }
+}
+
+fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// 100 services with 1 s HTTP checks against one loopback server, in one epoll loop: the CPU
+/// time of the loop's thread (the server runs on another thread and is not counted).
+/// `BENCH_SECS` (default 10) sets the length. Budget (design §10): <= 1 % of one core.
+#[test]
+#[ignore]
+fn bench_100_http_checks_per_second() {
+    let secs_run: u64 = std::env::var("BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            read_request(&mut s);
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        }
+    });
+    let ep = epoll::create(epoll::CreateFlags::CLOEXEC).unwrap();
+    let t0 = Instant::now();
+    let h = http_health(addr, 1000, 3);
+    let mut monitors: Vec<Monitor> = (0..100).map(|_| Monitor::new(&h, t0).unwrap()).collect();
+    let mut no_exec = |_: &[String], _: Stdio| -> Result<i32, String> { Err("no exec".into()) };
+    for (i, m) in monitors.iter_mut().enumerate() {
+        // Spread the starts over the first second, like services started one after another.
+        m.on_start(
+            t0 + Duration::from_millis(i as u64 * 10),
+            &mut TokenReg {
+                ep: &ep,
+                token: i as u64,
+            },
+        );
+    }
+    let cpu0 = thread_cpu();
+    let end = t0 + secs(secs_run);
+    let (mut wakeups, mut ready, mut failures) = (0u64, 0u32, 0u32);
+    let mut events = Vec::with_capacity(64);
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        let next = monitors
+            .iter()
+            .filter_map(Monitor::next_deadline)
+            .min()
+            .unwrap_or(end)
+            .min(end);
+        let wait = next.saturating_duration_since(now);
+        let ts = rustix::time::Timespec {
+            tv_sec: wait.as_secs() as i64,
+            tv_nsec: wait.subsec_nanos() as i64,
+        };
+        events.clear();
+        let _ = epoll::wait(&ep, rustix::buffer::spare_capacity(&mut events), Some(&ts));
+        wakeups += 1;
+        let now = Instant::now();
+        let mut tally = |ev: Option<HealthEvent>| match ev {
+            Some(HealthEvent::Ready) => ready += 1,
+            Some(HealthEvent::Unhealthy { .. }) => failures += 1,
+            _ => {}
+        };
+        for e in &events {
+            let i = e.data.u64() as usize;
+            tally(monitors[i].on_event(
+                now,
+                &mut TokenReg {
+                    ep: &ep,
+                    token: i as u64,
+                },
+            ));
+        }
+        for (i, m) in monitors.iter_mut().enumerate() {
+            // As the reactor should: visit every monitor due within the slack, so probes
+            // due about now share this wake-up.
+            if m.next_deadline()
+                .is_some_and(|d| d <= now + ankh::health::MAX_SLACK)
+            {
+                tally(m.on_timer(
+                    now,
+                    &mut TokenReg {
+                        ep: &ep,
+                        token: i as u64,
+                    },
+                    &mut no_exec,
+                ));
+            }
+        }
+    }
+    let cpu = thread_cpu() - cpu0;
+    let share = cpu.as_secs_f64() / secs(secs_run).as_secs_f64() * 100.0;
+    println!(
+        "100 HTTP checks/s for {secs_run}s: loop CPU {cpu:?} = {share:.2}% of one core, \
+         {wakeups} wake-ups, {ready} ready, {failures} unhealthy"
+    );
+    // The floor: the same exchange with blocking std sockets, no loop at all, paced like the
+    // checks (100 per second, so each starts from sleep with cold caches, as they do).
+    let n = 300u32;
+    let f0 = thread_cpu();
+    for _ in 0..n {
+        thread::sleep(Duration::from_millis(10));
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut b = [0u8; 256];
+        let _ = s.read(&mut b).unwrap();
+    }
+    let floor = (thread_cpu() - f0) / n;
+    let probes = (secs_run * 100) as u32;
+    let per_probe = cpu / probes.max(1);
+    println!(
+        "per probe: {per_probe:?} CPU; floor (blocking connect/write/read/close every 10 ms): {floor:?}; \
+         ratio {:.2}",
+        per_probe.as_secs_f64() / floor.as_secs_f64()
+    );
+    assert_eq!(ready, 100);
+    assert_eq!(failures, 0);
+    assert!(monitors.iter().all(|m| m.status().last_error.is_none()));
 }
