@@ -8,12 +8,14 @@ pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod graph;
+pub mod proto;
 pub mod service;
 pub mod spec;
 pub mod supervisor;
 pub mod validate;
 
 // Effects: the only code that touches the OS.
+pub mod control;
 pub mod logbuf;
 pub mod logger;
 pub mod reactor;
