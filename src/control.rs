@@ -43,9 +43,15 @@ pub struct Interest {
 #[derive(Debug)]
 pub enum FdChange {
     /// Register `client_fd(client)` with this interest (skip if it is already gone).
-    Add { client: ClientId, interest: Interest },
+    Add {
+        client: ClientId,
+        interest: Interest,
+    },
     /// Change the interest of a registered client fd.
-    Modify { client: ClientId, interest: Interest },
+    Modify {
+        client: ClientId,
+        interest: Interest,
+    },
     /// EPOLL_CTL_DEL this fd (it may never have been added), then drop it: that closes it.
     Remove { client: ClientId, fd: OwnedFd },
     /// Stop (`false`) or resume (`true`) watching the listener (back-off after EMFILE).
@@ -114,7 +120,12 @@ enum Phase {
     /// Reading requests, one at a time.
     Ready,
     /// Holding a `wait` until the service is in `state` or `deadline` passes.
-    Waiting { name: String, state: State, deadline: Instant, timeout_ms: u64 },
+    Waiting {
+        name: String,
+        state: State,
+        deadline: Instant,
+        timeout_ms: u64,
+    },
     /// `logs -f`: receives `LOG` lines for `name` (every service when None).
     Logs { name: Option<String> },
     /// `events`: receives `EVENT` lines.
@@ -202,7 +213,10 @@ impl Client {
                 Phase::Logs { .. } | Phase::Events => true,
                 Phase::Closing => false,
             };
-        Interest { read, write: self.pending() > 0 }
+        Interest {
+            read,
+            write: self.pending() > 0,
+        }
     }
 
     fn deadline(&self, limits: &Limits) -> Option<Instant> {
@@ -258,7 +272,8 @@ impl Server {
                 .create(parent)
                 .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
         }
-        let addr = SocketAddrUnix::new(path).map_err(|e| format!("{shown}: bad socket path: {e}"))?;
+        let addr =
+            SocketAddrUnix::new(path).map_err(|e| format!("{shown}: bad socket path: {e}"))?;
         if let Ok(meta) = std::fs::symlink_metadata(path) {
             use std::os::unix::fs::FileTypeExt;
             if !meta.file_type().is_socket() {
@@ -283,7 +298,9 @@ impl Server {
         bound.map_err(|e| format!("cannot bind {shown}: {e}"))?;
         let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
         rustix::net::listen(&sock, 4096).map_err(|e| format!("listen on {shown}: {e}"))?;
-        let file_id = std::fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()));
+        let file_id = std::fs::symlink_metadata(path)
+            .ok()
+            .map(|m| (m.dev(), m.ino()));
         let me = rustix::process::geteuid().as_raw();
         let mut allowed = vec![0];
         if me != 0 {
@@ -323,6 +340,14 @@ impl Server {
         self.clients.len()
     }
 
+    /// Bytes held for clients (unread input plus queued output): bounded by the limits.
+    pub fn buffered_bytes(&self) -> usize {
+        self.clients
+            .values()
+            .map(|c| c.input.len() + c.pending())
+            .sum()
+    }
+
     /// The epoll changes to apply, in order.
     pub fn take_fd_changes(&mut self) -> Vec<FdChange> {
         std::mem::take(&mut self.changes)
@@ -335,7 +360,10 @@ impl Server {
 
     /// The earliest idle, stall or `wait` deadline, and the end of an accept back-off.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let clients = self.clients.values().filter_map(|c| c.deadline(&self.limits));
+        let clients = self
+            .clients
+            .values()
+            .filter_map(|c| c.deadline(&self.limits));
         clients.chain(self.accept_paused_until).min()
     }
 
@@ -346,7 +374,10 @@ impl Server {
             return;
         }
         loop {
-            let fd = match rustix::net::accept_with(&self.listener, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC) {
+            let fd = match rustix::net::accept_with(
+                &self.listener,
+                SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+            ) {
                 Ok(fd) => fd,
                 Err(Errno::INTR) | Err(Errno::CONNABORTED) => continue,
                 Err(Errno::AGAIN) => return,
@@ -367,11 +398,19 @@ impl Server {
                 Ok(uid) if self.allowed.contains(&uid) => {}
                 Ok(uid) => {
                     log::warn!("control socket: refused a client with uid {uid}");
-                    refuse(&fd, ErrCode::Forbidden, "permission denied: only root or init's own user may connect");
+                    refuse(
+                        &fd,
+                        ErrCode::Forbidden,
+                        "permission denied: only root or init's own user may connect",
+                    );
                     continue;
                 }
                 Err(e) => {
-                    refuse(&fd, ErrCode::Forbidden, &format!("cannot check credentials: {e}"));
+                    refuse(
+                        &fd,
+                        ErrCode::Forbidden,
+                        &format!("cannot check credentials: {e}"),
+                    );
                     continue;
                 }
             }
@@ -381,7 +420,10 @@ impl Server {
             }
             let id = self.next_id;
             self.next_id += 1;
-            let interest = Interest { read: true, write: false };
+            let interest = Interest {
+                read: true,
+                write: false,
+            };
             self.clients.insert(
                 id,
                 Client {
@@ -397,14 +439,19 @@ impl Server {
                     interest,
                 },
             );
-            self.changes.push(FdChange::Add { client: id, interest });
+            self.changes.push(FdChange::Add {
+                client: id,
+                interest,
+            });
         }
     }
 
     /// Something happened on a client's fd: write what is queued, read and answer requests.
     pub fn on_io(&mut self, id: ClientId, host: &mut dyn Host, now: Instant) {
         let limits = self.limits;
-        let Some(c) = self.clients.get_mut(&id) else { return };
+        let Some(c) = self.clients.get_mut(&id) else {
+            return;
+        };
         c.flush(now);
         let wanted = c.wanted(&limits);
         if !wanted.read && !wanted.write && !c.dead && hung_up(&c.fd) {
@@ -420,7 +467,9 @@ impl Server {
         let mut chunk = [0u8; 8192];
         loop {
             self.pump(id, host, now);
-            let Some(c) = self.clients.get_mut(&id) else { return };
+            let Some(c) = self.clients.get_mut(&id) else {
+                return;
+            };
             if c.dead || c.eof || !c.wanted(&limits).read {
                 break;
             }
@@ -448,8 +497,13 @@ impl Server {
     fn pump(&mut self, id: ClientId, host: &mut dyn Host, now: Instant) {
         let limits = self.limits;
         loop {
-            let Some(c) = self.clients.get_mut(&id) else { return };
-            if c.dead || !matches!(c.phase, Phase::Hello | Phase::Ready) || c.pending() >= limits.reply_high {
+            let Some(c) = self.clients.get_mut(&id) else {
+                return;
+            };
+            if c.dead
+                || !matches!(c.phase, Phase::Hello | Phase::Ready)
+                || c.pending() >= limits.reply_high
+            {
                 return;
             }
             let line: Vec<u8> = match c.input.iter().position(|&b| b == b'\n') {
@@ -503,7 +557,9 @@ impl Server {
 
     /// Answers one request from a ready client.
     fn answer(&mut self, id: ClientId, req: Request, host: &mut dyn Host, now: Instant) {
-        let Some(c) = self.clients.get_mut(&id) else { return };
+        let Some(c) = self.clients.get_mut(&id) else {
+            return;
+        };
         match req {
             Request::Hello { .. } => c.queue(hello().as_bytes()),
             Request::List | Request::Status { name: None } => {
@@ -516,7 +572,11 @@ impl Server {
             }
             Request::Status { name: Some(name) } => match host.service(&name) {
                 Some(s) => {
-                    let out = format!("{}{}OK\n", proto::encode_service("SVC", &s), proto::encode_deps(&s));
+                    let out = format!(
+                        "{}{}OK\n",
+                        proto::encode_service("SVC", &s),
+                        proto::encode_deps(&s)
+                    );
                     c.queue(out.as_bytes());
                 }
                 None => write_failure(c, &not_found(&name)),
@@ -547,7 +607,11 @@ impl Server {
                 out.push_str("OK\n");
                 c.queue(out.as_bytes());
             }
-            Request::Logs { name, lines, follow } => {
+            Request::Logs {
+                name,
+                lines,
+                follow,
+            } => {
                 if let Some(n) = &name
                     && host.service(n).is_none()
                 {
@@ -558,7 +622,9 @@ impl Server {
                     c.queue(b"STREAM logs\n");
                 }
                 let mut out = Vec::new();
-                host.logs(name.as_deref(), lines, &mut |svc, line| out.extend(proto::encode_log(svc, line)));
+                host.logs(name.as_deref(), lines, &mut |svc, line| {
+                    out.extend(proto::encode_log(svc, line))
+                });
                 c.queue(&out);
                 if follow {
                     c.phase = Phase::Logs { name };
@@ -573,20 +639,38 @@ impl Server {
                     self.seen = Some(snapshot(&host.services()));
                 }
             }
-            Request::Wait { name, state, timeout_ms } => match host.service(&name) {
+            Request::Wait {
+                name,
+                state,
+                timeout_ms,
+            } => match host.service(&name) {
                 None => write_failure(c, &not_found(&name)),
                 Some(s) if s.state == state => {
                     c.queue(format!("{}OK\n", proto::encode_service("SVC", &s)).as_bytes());
                 }
                 Some(s) if timeout_ms == 0 => write_failure(c, &wait_timeout(&s, state, 0)),
                 Some(_) => {
-                    let deadline = now.checked_add(Duration::from_millis(timeout_ms)).unwrap_or(now);
-                    c.phase = Phase::Waiting { name, state, deadline, timeout_ms };
+                    let deadline = now
+                        .checked_add(Duration::from_millis(timeout_ms))
+                        .unwrap_or(now);
+                    c.phase = Phase::Waiting {
+                        name,
+                        state,
+                        deadline,
+                        timeout_ms,
+                    };
                 }
             },
             Request::Health { name, ready } => {
-                match health(&host.services(), name.as_deref(), ready, host.shutting_down()) {
-                    Ok(msg) => c.queue(format!("{}OK\n", proto::encode_text("MSG", &msg)).as_bytes()),
+                match health(
+                    &host.services(),
+                    name.as_deref(),
+                    ready,
+                    host.shutting_down(),
+                ) {
+                    Ok(msg) => {
+                        c.queue(format!("{}OK\n", proto::encode_text("MSG", &msg)).as_bytes())
+                    }
                     Err(f) => write_failure(c, &f),
                 }
             }
@@ -631,11 +715,16 @@ impl Server {
     /// Closes the client when it is done, or records a change of interest.
     fn update(&mut self, id: ClientId) {
         let limits = self.limits;
-        let Some(c) = self.clients.get_mut(&id) else { return };
+        let Some(c) = self.clients.get_mut(&id) else {
+            return;
+        };
         let done = c.dead
             || (c.phase == Phase::Closing && c.pending() == 0)
             || (c.eof && c.is_stream())
-            || (c.eof && matches!(c.phase, Phase::Hello | Phase::Ready) && c.input.is_empty() && c.pending() == 0);
+            || (c.eof
+                && matches!(c.phase, Phase::Hello | Phase::Ready)
+                && c.input.is_empty()
+                && c.pending() == 0);
         if done {
             self.close(id);
             return;
@@ -643,14 +732,20 @@ impl Server {
         let wanted = c.wanted(&limits);
         if wanted != c.interest {
             c.interest = wanted;
-            self.changes.push(FdChange::Modify { client: id, interest: wanted });
+            self.changes.push(FdChange::Modify {
+                client: id,
+                interest: wanted,
+            });
         }
         self.index(id);
     }
 
     fn close(&mut self, id: ClientId) {
         if let Some(c) = self.clients.remove(&id) {
-            self.changes.push(FdChange::Remove { client: id, fd: c.fd });
+            self.changes.push(FdChange::Remove {
+                client: id,
+                fd: c.fd,
+            });
         }
         self.index(id);
     }
@@ -670,9 +765,16 @@ impl Server {
             .map(|(id, _)| *id)
             .collect();
         for id in expired {
-            let Some(c) = self.clients.get_mut(&id) else { continue };
+            let Some(c) = self.clients.get_mut(&id) else {
+                continue;
+            };
             match &c.phase {
-                Phase::Waiting { name, state, timeout_ms, .. } => {
+                Phase::Waiting {
+                    name,
+                    state,
+                    timeout_ms,
+                    ..
+                } => {
                     let (name, state, timeout_ms) = (name.clone(), *state, *timeout_ms);
                     let f = match host.service(&name) {
                         Some(s) => wait_timeout(&s, state, timeout_ms),
@@ -686,7 +788,7 @@ impl Server {
                     self.serve(id, host, now);
                 }
                 Phase::Hello | Phase::Ready if c.pending() == 0 => {
-                    let msg = format!("idle for {}s", limits.idle.as_secs());
+                    let msg = format!("idle for {}", show_ms(limits.idle.as_millis() as u64));
                     c.queue(proto::encode_err(ErrCode::Timeout, &msg).as_bytes());
                     c.flush(now);
                     self.close(id);
@@ -725,8 +827,12 @@ impl Server {
         }
         let ids: Vec<ClientId> = self.waiters.iter().copied().collect();
         for id in ids {
-            let Some(c) = self.clients.get_mut(&id) else { continue };
-            let Phase::Waiting { name, state, .. } = &c.phase else { continue };
+            let Some(c) = self.clients.get_mut(&id) else {
+                continue;
+            };
+            let Phase::Waiting { name, state, .. } = &c.phase else {
+                continue;
+            };
             let reply = match services.iter().find(|s| &s.name == name) {
                 Some(s) if s.state == *state => format!("{}OK\n", proto::encode_service("SVC", s)),
                 Some(_) => continue,
@@ -762,7 +868,9 @@ impl Server {
 impl Drop for Server {
     /// Removes the socket file, if it is still the one we bound.
     fn drop(&mut self) {
-        let ours = std::fs::symlink_metadata(&self.path).ok().map(|m| (m.dev(), m.ino()));
+        let ours = std::fs::symlink_metadata(&self.path)
+            .ok()
+            .map(|m| (m.dev(), m.ino()));
         if ours.is_some() && ours == self.file_id {
             let _ = std::fs::remove_file(&self.path);
         }
@@ -770,7 +878,11 @@ impl Drop for Server {
 }
 
 fn hello() -> String {
-    format!("HELLO {} ankh {}\nOK\n", proto::VERSION, env!("CARGO_PKG_VERSION"))
+    format!(
+        "HELLO {} ankh {}\nOK\n",
+        proto::VERSION,
+        env!("CARGO_PKG_VERSION")
+    )
 }
 
 fn not_found(name: &str) -> Failure {
@@ -792,7 +904,11 @@ fn wait_timeout(s: &ServiceView, want: State, timeout_ms: u64) -> Failure {
 }
 
 fn show_ms(ms: u64) -> String {
-    if ms.is_multiple_of(1000) { format!("{}s", ms / 1000) } else { format!("{ms}ms") }
+    if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
 }
 
 fn write_failure(c: &mut Client, f: &Failure) {
@@ -805,13 +921,20 @@ fn write_failure(c: &mut Client, f: &Failure) {
 }
 
 fn snapshot(services: &[ServiceView]) -> HashMap<String, Seen> {
-    services.iter().map(|s| (s.name.clone(), (s.state, s.pid, s.reason.clone(), s.health))).collect()
+    services
+        .iter()
+        .map(|s| (s.name.clone(), (s.state, s.pid, s.reason.clone(), s.health)))
+        .collect()
 }
 
 /// Best effort: one error line to a client we will not serve, then it is closed (dropped).
 fn refuse(fd: &OwnedFd, code: ErrCode, message: &str) {
     let line = proto::encode_err(code, message);
-    let _ = rustix::net::send(fd, line.as_bytes(), SendFlags::NOSIGNAL | SendFlags::DONTWAIT);
+    let _ = rustix::net::send(
+        fd,
+        line.as_bytes(),
+        SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
+    );
 }
 
 /// True when a live server answers on `addr` (then the socket file is not stale).
@@ -825,16 +948,24 @@ fn is_live(addr: &SocketAddrUnix) -> bool {
         return false;
     };
     // A full backlog (EAGAIN) still means somebody listens.
-    matches!(rustix::net::connect(&sock, addr), Ok(()) | Err(Errno::AGAIN))
+    matches!(
+        rustix::net::connect(&sock, addr),
+        Ok(()) | Err(Errno::AGAIN)
+    )
 }
 
 /// A zero-timeout poll: did the peer hang up (or the socket fail)?
 fn hung_up(fd: &OwnedFd) -> bool {
     use rustix::event::{PollFd, PollFlags};
     let mut fds = [PollFd::new(fd, PollFlags::empty())];
-    let zero = rustix::time::Timespec { tv_sec: 0, tv_nsec: 0 };
+    let zero = rustix::time::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     match rustix::event::poll(&mut fds, Some(&zero)) {
-        Ok(_) => fds.iter().any(|p| p.revents().intersects(PollFlags::HUP | PollFlags::ERR)),
+        Ok(_) => fds
+            .iter()
+            .any(|p| p.revents().intersects(PollFlags::HUP | PollFlags::ERR)),
         Err(_) => false,
     }
 }
@@ -853,7 +984,10 @@ pub fn health(
     let count;
     match name {
         Some(n) => {
-            let s = services.iter().find(|s| s.name == n).ok_or_else(|| not_found(n))?;
+            let s = services
+                .iter()
+                .find(|s| s.name == n)
+                .ok_or_else(|| not_found(n))?;
             count = 1;
             if !ok_state(s) || s.health == Health::Unhealthy {
                 bad.push(s);
@@ -861,7 +995,11 @@ pub fn health(
         }
         None => {
             count = services.iter().filter(|s| s.autostart).count();
-            bad.extend(services.iter().filter(|s| (s.autostart && !ok_state(s)) || s.health == Health::Unhealthy));
+            bad.extend(
+                services
+                    .iter()
+                    .filter(|s| (s.autostart && !ok_state(s)) || s.health == Health::Unhealthy),
+            );
         }
     }
     let mut details: Vec<String> = bad.iter().map(|s| describe(s)).collect();
@@ -875,7 +1013,11 @@ pub fn health(
         });
     }
     let message = format!("unhealthy: {}", details.join("; "));
-    Err(Failure { code: ErrCode::Unavailable, message, details })
+    Err(Failure {
+        code: ErrCode::Unavailable,
+        message,
+        details,
+    })
 }
 
 fn describe(s: &ServiceView) -> String {
@@ -916,7 +1058,11 @@ mod tests {
         let mut a = view("a", State::Running);
         a.health = Health::Unhealthy;
         let e = health(&[a.clone()], None, false, false).unwrap_err();
-        assert!(e.message.contains("a is Running and unhealthy"), "{}", e.message);
+        assert!(
+            e.message.contains("a is Running and unhealthy"),
+            "{}",
+            e.message
+        );
         assert!(health(&[a], Some("a"), false, false).is_err());
     }
 
@@ -924,8 +1070,14 @@ mod tests {
     fn health_by_name() {
         let all = vec![view("a", State::Running), view("b", State::Failed)];
         assert!(health(&all, Some("a"), false, false).is_ok());
-        assert_eq!(health(&all, Some("b"), false, false).unwrap_err().code, ErrCode::Unavailable);
-        assert_eq!(health(&all, Some("zz"), false, false).unwrap_err().code, ErrCode::NotFound);
+        assert_eq!(
+            health(&all, Some("b"), false, false).unwrap_err().code,
+            ErrCode::Unavailable
+        );
+        assert_eq!(
+            health(&all, Some("zz"), false, false).unwrap_err().code,
+            ErrCode::NotFound
+        );
     }
 
     #[test]
