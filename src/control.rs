@@ -788,7 +788,10 @@ impl Server {
                     self.serve(id, host, now);
                 }
                 Phase::Hello | Phase::Ready if c.pending() == 0 => {
-                    let msg = format!("idle for {}", show_ms(limits.idle.as_millis() as u64));
+                    let msg = format!(
+                        "idle for {}",
+                        show_ms(u64::try_from(limits.idle.as_millis()).unwrap_or(u64::MAX))
+                    );
                     c.queue(proto::encode_err(ErrCode::Timeout, &msg).as_bytes());
                     c.flush(now);
                     self.close(id);
@@ -874,6 +877,34 @@ impl Drop for Server {
         if ours.is_some() && ours == self.file_id {
             let _ = std::fs::remove_file(&self.path);
         }
+    }
+}
+
+/// Where the socket is when neither `--socket` nor `$INIT_SOCKET`/`$ZINIT_SOCKET` says: root uses
+/// `/run/init.sock`; another user `$XDG_RUNTIME_DIR/init.sock`, or `/tmp/init-UID.sock` without it.
+pub fn default_socket_path(env: &dyn Fn(&str) -> Option<String>, euid: u32) -> PathBuf {
+    if euid == 0 {
+        return PathBuf::from("/run/init.sock");
+    }
+    match env("XDG_RUNTIME_DIR").filter(|d| d.starts_with('/')) {
+        Some(dir) => Path::new(&dir).join("init.sock"),
+        None => PathBuf::from(format!("/tmp/init-{euid}.sock")),
+    }
+}
+
+/// The socket path: `explicit` (`--socket`), else `$INIT_SOCKET`, `$ZINIT_SOCKET`, the default.
+pub fn socket_path(
+    explicit: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+    euid: u32,
+) -> PathBuf {
+    match explicit {
+        Some(p) => p.to_path_buf(),
+        None => env("INIT_SOCKET")
+            .or_else(|| env("ZINIT_SOCKET"))
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| default_socket_path(env, euid)),
     }
 }
 
@@ -1077,6 +1108,30 @@ mod tests {
         assert_eq!(
             health(&all, Some("zz"), false, false).unwrap_err().code,
             ErrCode::NotFound
+        );
+    }
+
+    #[test]
+    fn socket_path_precedence() {
+        let env = |k: &str| match k {
+            "ZINIT_SOCKET" => Some("/z.sock".to_string()),
+            "XDG_RUNTIME_DIR" => Some("/run/user/1000".to_string()),
+            _ => None,
+        };
+        let none = |_: &str| None;
+        assert_eq!(
+            socket_path(Some(Path::new("/x")), &env, 0),
+            PathBuf::from("/x")
+        );
+        assert_eq!(socket_path(None, &env, 0), PathBuf::from("/z.sock"));
+        assert_eq!(socket_path(None, &none, 0), PathBuf::from("/run/init.sock"));
+        assert_eq!(
+            default_socket_path(&env, 1000),
+            PathBuf::from("/run/user/1000/init.sock")
+        );
+        assert_eq!(
+            default_socket_path(&none, 1000),
+            PathBuf::from("/tmp/init-1000.sock")
         );
     }
 

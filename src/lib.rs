@@ -16,6 +16,7 @@ pub mod validate;
 
 // Effects: the only code that touches the OS.
 pub mod control;
+pub mod ctl;
 pub mod logbuf;
 pub mod logger;
 pub mod reactor;

@@ -1,6 +1,12 @@
 //! The control server against real unix sockets, driven by a small epoll loop like the reactor's,
 //! with a fake host (no supervisor, no reactor).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
