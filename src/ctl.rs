@@ -295,29 +295,62 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, String> {
 
 /// Runs a client command line (without argv[0]) and returns the exit code.
 pub fn run(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> i32 {
+    let mut t = Term {
+        out: &mut std::io::stdout(),
+        err: &mut std::io::stderr(),
+    };
+    run_with(args, env, &mut t)
+}
+
+/// Where the client writes: stdout and stderr, or buffers in tests.
+pub struct Term<'a> {
+    pub out: &'a mut dyn Write,
+    pub err: &'a mut dyn Write,
+}
+
+impl Term<'_> {
+    /// False when stdout is closed (EPIPE, `| head`): the command then ends quietly.
+    fn out(&mut self, bytes: &[u8]) -> bool {
+        self.out
+            .write_all(bytes)
+            .and_then(|()| self.out.flush())
+            .is_ok()
+    }
+
+    fn err(&mut self, text: &str) {
+        let _ = self.err.write_all(text.as_bytes());
+    }
+}
+
+/// `run`, writing to `t`.
+pub fn run_with(
+    args: Vec<OsString>,
+    env: &dyn Fn(&str) -> Option<String>,
+    t: &mut Term<'_>,
+) -> i32 {
     if args
         .iter()
         .any(|a| a == OsStr::new("--help") || a == OsStr::new("-h"))
     {
-        out(USAGE.as_bytes());
+        t.out(USAGE.as_bytes());
         return 0;
     }
     let inv = match parse(args) {
         Ok(i) => i,
         Err(e) => {
-            err(&format!("init: {e}\ntry `init --help`\n"));
+            t.err(&format!("init: {e}\ntry `init --help`\n"));
             return 2;
         }
     };
     let euid = rustix::process::geteuid().as_raw();
     let path = crate::control::socket_path(inv.socket.as_deref(), env, euid);
-    match execute(&inv, &path) {
+    match execute(&inv, &path, t) {
         Ok(code) => code,
         Err(e) => {
             if inv.json {
-                out(format!("{{\"ok\":false,\"error\":{}}}\n", json_str(&e.message)).as_bytes());
+                t.out(format!("{{\"ok\":false,\"error\":{}}}\n", json_str(&e.message)).as_bytes());
             }
-            err(&format!("init: {}\n", e.message));
+            t.err(&format!("init: {}\n", e.message));
             e.exit
         }
     }
@@ -434,7 +467,7 @@ fn read_reply(conn: &mut Conn) -> Result<Reply, Fail> {
     }
 }
 
-fn execute(inv: &Invocation, path: &Path) -> Result<i32, Fail> {
+fn execute(inv: &Invocation, path: &Path, t: &mut Term<'_>) -> Result<i32, Fail> {
     let mut conn = Conn::open(path, inv.timeout)?;
     let mut hello = format!(
         "{}\n",
@@ -459,11 +492,11 @@ fn execute(inv: &Invocation, path: &Path) -> Result<i32, Fail> {
         let c = match req {
             Request::Logs {
                 follow: true, name, ..
-            } => stream(&mut conn, inv.json, name.is_none())?,
-            Request::Events => stream(&mut conn, inv.json, true)?,
+            } => stream(&mut conn, inv.json, name.is_none(), t)?,
+            Request::Events => stream(&mut conn, inv.json, true, t)?,
             _ => {
                 let reply = read_reply(&mut conn)?;
-                render(req, reply, inv.json)
+                render(req, reply, inv.json, t)
             }
         };
         code = code.max(c);
@@ -472,7 +505,7 @@ fn execute(inv: &Invocation, path: &Path) -> Result<i32, Fail> {
 }
 
 /// Prints a streaming reply (`logs -f`, `events`) until init closes it.
-fn stream(conn: &mut Conn, json: bool, prefix: bool) -> Result<i32, Fail> {
+fn stream(conn: &mut Conn, json: bool, prefix: bool, t: &mut Term<'_>) -> Result<i32, Fail> {
     loop {
         let line = conn.line()?;
         let text = match line {
@@ -481,7 +514,9 @@ fn stream(conn: &mut Conn, json: bool, prefix: bool) -> Result<i32, Fail> {
                 conn.forever();
                 continue;
             }
-            Some(Line::Err { code, message }) => return Ok(render_err(code, &message, &[], json)),
+            Some(Line::Err { code, message }) => {
+                return Ok(render_err(code, &message, &[], json, t));
+            }
             Some(Line::Log { name, line }) => log_line(&name, &line, prefix, json),
             Some(Line::Skip(n)) if json => format!("{{\"skipped\":{n}}}\n").into_bytes(),
             Some(Line::Skip(n)) => {
@@ -491,7 +526,7 @@ fn stream(conn: &mut Conn, json: bool, prefix: bool) -> Result<i32, Fail> {
             Some(Line::Event(s)) => event_line(&s).into_bytes(),
             Some(_) => continue,
         };
-        if !out(&text) {
+        if !t.out(&text) {
             return Ok(0); // stdout closed (`| head`): done
         }
     }
@@ -533,7 +568,7 @@ fn event_line(s: &ServiceView) -> String {
 }
 
 /// Prints a complete reply; returns the exit code.
-fn render(req: &Request, reply: Reply, json: bool) -> i32 {
+fn render(req: &Request, reply: Reply, json: bool, t: &mut Term<'_>) -> i32 {
     let diags: Vec<String> = reply
         .lines
         .iter()
@@ -557,10 +592,10 @@ fn render(req: &Request, reply: Reply, json: bool) -> i32 {
             } else {
                 format!("{message}\n")
             };
-            out(text.as_bytes());
+            t.out(text.as_bytes());
             return 1;
         }
-        return render_err(code, &message, &diags, json);
+        return render_err(code, &message, &diags, json, t);
     }
     let services: Vec<ServiceView> = collect_services(&reply.lines);
     let msgs: Vec<String> = reply
@@ -621,7 +656,7 @@ fn render(req: &Request, reply: Reply, json: bool) -> i32 {
                     v.extend(log_line(n, line, name.is_none(), json));
                 }
             }
-            out(&v);
+            t.out(&v);
             return 0;
         }
         Request::Wait { .. } => match services.first() {
@@ -638,25 +673,27 @@ fn render(req: &Request, reply: Reply, json: bool) -> i32 {
         _ if json => format!("{{\"ok\":true,\"messages\":{}}}\n", json_list(&msgs)),
         _ => msgs.iter().map(|m| format!("{m}\n")).collect(),
     };
-    out(text.as_bytes());
+    t.out(text.as_bytes());
     0
 }
 
-fn render_err(code: u16, message: &str, diags: &[String], json: bool) -> i32 {
+fn render_err(code: u16, message: &str, diags: &[String], json: bool, t: &mut Term<'_>) -> i32 {
     if json {
-        out(format!(
-            "{{\"ok\":false,\"code\":{code},\"error\":{},\"details\":{}}}\n",
-            json_str(message),
-            json_list(diags)
-        )
-        .as_bytes());
+        t.out(
+            format!(
+                "{{\"ok\":false,\"code\":{code},\"error\":{},\"details\":{}}}\n",
+                json_str(message),
+                json_list(diags)
+            )
+            .as_bytes(),
+        );
     }
     let mut e = String::new();
     for d in diags {
         e.push_str(&format!("{d}\n"));
     }
     e.push_str(&format!("init: {message}\n"));
-    err(&e);
+    t.err(&e);
     match code {
         408 => 4,
         403 | 505 => 3,
@@ -1009,16 +1046,6 @@ fn service_json(s: &ServiceView, deps: bool) -> String {
 fn json_services(services: &[ServiceView], deps: bool) -> String {
     let items: Vec<String> = services.iter().map(|s| service_json(s, deps)).collect();
     format!("[{}]\n", items.join(",\n"))
-}
-
-/// Writes to stdout; false when it is closed (EPIPE), which ends the command quietly.
-fn out(bytes: &[u8]) -> bool {
-    let mut o = std::io::stdout().lock();
-    o.write_all(bytes).and_then(|()| o.flush()).is_ok()
-}
-
-fn err(text: &str) {
-    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
 #[cfg(test)]

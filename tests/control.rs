@@ -829,3 +829,153 @@ fn a_peer_that_is_not_root_is_refused_by_its_credentials() {
     assert!(!out.contains("SVC"), "{out}");
     assert_eq!(rig.server.clients(), 0);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The command-line client against the server
+
+use ankh::ctl::{self, Term};
+use std::ffi::OsString;
+
+fn run_cli(socket: &Path, args: &[&str]) -> std::thread::JoinHandle<(i32, String, String)> {
+    let mut full: Vec<OsString> = vec!["--socket".into(), socket.as_os_str().to_owned()];
+    full.extend(args.iter().map(OsString::from));
+    std::thread::spawn(move || {
+        let (mut o, mut e) = (Vec::new(), Vec::new());
+        let code = ctl::run_with(
+            full,
+            &|_| None,
+            &mut Term {
+                out: &mut o,
+                err: &mut e,
+            },
+        );
+        (
+            code,
+            String::from_utf8_lossy(&o).into_owned(),
+            String::from_utf8_lossy(&e).into_owned(),
+        )
+    })
+}
+
+/// Runs `init ARGS` as a client of the rig's server; (exit code, stdout, stderr).
+fn cli(rig: &mut Rig, args: &[&str]) -> (i32, String, String) {
+    let h = run_cli(&rig.path(), args);
+    rig.until(Duration::from_secs(30), "the client to finish", |_| {
+        h.is_finished()
+    });
+    h.join().unwrap()
+}
+
+#[test]
+fn cli_status_prints_aligned_columns() {
+    let mut host = Fake::with(&["db", "web-frontend"]);
+    host.services[0].pid = Some(42);
+    host.set_state("web-frontend", State::Blocked);
+    host.services[1].reason = Some("waiting for db".into());
+    let mut rig = Rig::new(host);
+    let (code, out, err) = cli(&mut rig, &["status"]);
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert_eq!(
+        out,
+        "NAME          STATE    PID  RESTARTS  HEALTH  REASON\n\
+         db            Running  42   0         -\n\
+         web-frontend  Blocked  -    0         -       waiting for db\n"
+    );
+    let (code, out, _) = cli(&mut rig, &["list", "--json"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("[{\"name\":\"db\",\"kind\":\"service\",\"state\":\"Running\",\"pid\":42,"),
+        "{out}"
+    );
+}
+
+#[test]
+fn cli_list_of_a_thousand_services() {
+    let names: Vec<String> = (0..1000).map(|i| format!("s{i:04}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut rig = Rig::new(Fake::with(&refs));
+    let (code, out, _) = cli(&mut rig, &["list"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), 1001);
+    assert_eq!(out.lines().last(), Some("s0999  Running  -"));
+}
+
+#[test]
+fn cli_errors_and_exit_codes() {
+    let mut rig = Rig::new(Fake::with(&["web", "bad"]));
+    rig.host.set_state("bad", State::Failed);
+    let (code, _, err) = cli(&mut rig, &["start", "broken"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "broken.toml:1:1: command: missing\nsecond\ninit: broken.toml is invalid\n"
+    );
+    let (code, _, err) = cli(&mut rig, &["status", "nope"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (1, "init: no service named \"nope\"\n")
+    );
+    let (code, out, _) = cli(&mut rig, &["health"]);
+    assert_eq!((code, out.as_str()), (1, "unhealthy: bad is Failed\n"));
+    let (code, out, _) = cli(&mut rig, &["health", "web"]);
+    assert_eq!((code, out.as_str()), (0, "web is healthy\n"));
+    let (code, _, err) = cli(&mut rig, &["wait", "bad", "Running", "--timeout", "100ms"]);
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains("timed out after 100ms: bad is Failed, not Running"),
+        "{err}"
+    );
+    let (code, _, err) = cli(&mut rig, &["frobnicate"]);
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn cli_when_init_is_not_running() {
+    let dir = temp_dir();
+    let missing = dir.join("none.sock");
+    let (code, _, err) = run_cli(&missing, &["status"]).join().unwrap();
+    assert_eq!(code, 3);
+    assert!(
+        err.contains("init is not running (no control socket at"),
+        "{err}"
+    );
+    // A socket file nobody listens on any more.
+    let stale = dir.join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    let (code, _, err) = run_cli(&stale, &["status"]).join().unwrap();
+    assert_eq!(code, 3);
+    assert!(err.contains("refuses connections"), "{err}");
+    // Somebody listens but never answers: the client gives up after --timeout.
+    let mute = dir.join("mute.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&mute).unwrap();
+    let t0 = Instant::now();
+    let (code, _, err) = run_cli(&mute, &["--timeout", "200ms", "status"])
+        .join()
+        .unwrap();
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("no reply from init within 200ms"), "{err}");
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn cli_logs_and_follow() {
+    let mut host = Fake::with(&["web", "db"]);
+    host.logs.push(("web".into(), b"hello".to_vec()));
+    host.logs.push(("db".into(), b"ready".to_vec()));
+    let mut rig = Rig::new(host);
+    let (code, out, _) = cli(&mut rig, &["logs"]);
+    assert_eq!((code, out.as_str()), (0, "web: hello\ndb: ready\n"));
+    let (code, out, _) = cli(&mut rig, &["logs", "web"]);
+    assert_eq!((code, out.as_str()), (0, "hello\n"));
+    // Follow: the client ends when init closes the stream (here: the server goes away).
+    let h = run_cli(&rig.path(), &["logs", "-f", "-n", "0", "web"]);
+    rig.until(Duration::from_secs(10), "the follower", |r| {
+        r.server.wants_logs()
+    });
+    rig.server.push_log("web", b"live line", Instant::now());
+    rig.turn(Duration::from_millis(10));
+    drop(rig);
+    let (code, out, _) = h.join().unwrap();
+    assert_eq!((code, out.as_str()), (0, "live line\n"));
+}
