@@ -374,19 +374,7 @@ struct Conn {
 
 impl Conn {
     fn open(path: &Path, timeout: Duration) -> Result<Conn, Fail> {
-        let shown = path.display();
-        let s = UnixStream::connect(path).map_err(|e| match e.kind() {
-            ErrorKind::NotFound => unreachable(format!(
-                "init is not running (no control socket at {shown})"
-            )),
-            ErrorKind::ConnectionRefused => unreachable(format!(
-                "init is not running ({shown} refuses connections: a stale socket)"
-            )),
-            ErrorKind::PermissionDenied => unreachable(format!(
-                "permission denied: {shown} (the control socket is for root and init's own user)"
-            )),
-            _ => unreachable(format!("cannot connect to {shown}: {e}")),
-        })?;
+        let s = connect(path, timeout)?;
         let _ = s.set_read_timeout(Some(timeout));
         let _ = s.set_write_timeout(Some(timeout));
         Ok(Conn {
@@ -437,6 +425,61 @@ impl Conn {
             _ => unreachable(format!("connection to init lost: {e}")),
         }
     }
+}
+
+/// Connects within `timeout`. A blocking connect(2) to a unix socket whose backlog is full waits
+/// forever (a hung init), so the socket is non-blocking and EAGAIN is retried until the deadline.
+fn connect(path: &Path, timeout: Duration) -> Result<UnixStream, Fail> {
+    use rustix::io::Errno;
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let shown = path.display();
+    let other = |e: Errno| unreachable(format!("cannot connect to {shown}: {e}"));
+    let addr = SocketAddrUnix::new(path).map_err(other)?;
+    let sock = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(other)?;
+    let start = std::time::Instant::now();
+    loop {
+        match rustix::net::connect(&sock, &addr) {
+            Ok(()) => break,
+            Err(Errno::INTR) => {}
+            Err(Errno::AGAIN) if start.elapsed() < timeout => {
+                // The backlog is full: init is alive but busy (or hung). Try again shortly.
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(Errno::AGAIN) => {
+                return Err(Fail {
+                    message: format!(
+                        "init did not accept the connection within {}",
+                        show(timeout)
+                    ),
+                    exit: 4,
+                });
+            }
+            Err(Errno::NOENT) | Err(Errno::NOTDIR) => {
+                return Err(unreachable(format!(
+                    "init is not running (no control socket at {shown})"
+                )));
+            }
+            Err(Errno::CONNREFUSED) => {
+                return Err(unreachable(format!(
+                    "init is not running ({shown} refuses connections: a stale socket)"
+                )));
+            }
+            Err(Errno::ACCESS) | Err(Errno::PERM) => {
+                return Err(unreachable(format!(
+                    "permission denied: {shown} (the control socket is for root and init's own user)"
+                )));
+            }
+            Err(e) => return Err(other(e)),
+        }
+    }
+    rustix::io::ioctl_fionbio(&sock, false).map_err(other)?;
+    Ok(UnixStream::from(sock))
 }
 
 /// A reply: its data lines, then OK or ERR.
