@@ -72,7 +72,7 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default `wait --timeout`.
 const WAIT_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// True when `args` (without argv[0]) ask for a client command: the first word that is not a
+/// True when `args` (without `argv[0]`) ask for a client command: the first word that is not a
 /// client option is a verb. `init -- status` stays tini mode.
 pub fn is_client(args: &[OsString]) -> bool {
     let mut it = args.iter();
@@ -100,7 +100,7 @@ pub struct Invocation {
     pub requests: Vec<Request>,
 }
 
-/// Parses a client command line (without argv[0]).
+/// Parses a client command line (without `argv[0]`).
 pub fn parse(args: Vec<OsString>) -> Result<Invocation, String> {
     use lexopt::prelude::*;
     let mut p = lexopt::Parser::from_args(args);
@@ -293,7 +293,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, String> {
     })
 }
 
-/// Runs a client command line (without argv[0]) and returns the exit code.
+/// Runs a client command line (without `argv[0]`) and returns the exit code.
 pub fn run(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> i32 {
     let mut t = Term {
         out: &mut std::io::stdout(),
