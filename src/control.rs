@@ -880,6 +880,38 @@ impl Drop for Server {
     }
 }
 
+/// The view of one service for the control plane, from its spec and the supervisor's status.
+/// Health is `Unknown` here: the reactor sets it from its probes.
+pub fn service_view(
+    spec: &crate::spec::ServiceSpec,
+    st: &crate::supervisor::ServiceStatus,
+) -> ServiceView {
+    use proto::DepKind;
+    let d = &spec.deps;
+    let deps = [
+        (DepKind::Requires, &d.requires),
+        (DepKind::StartAfter, &d.start_after),
+        (DepKind::After, &d.after),
+        (DepKind::Wants, &d.wants),
+        (DepKind::Conflicts, &d.conflicts),
+    ]
+    .into_iter()
+    .flat_map(|(kind, names)| names.iter().map(move |n| (kind, n.clone())))
+    .collect();
+    ServiceView {
+        name: spec.name.clone(),
+        state: st.state,
+        pid: st.pid,
+        reason: st.reason.clone(),
+        restarts: st.restarts,
+        autostart: spec.autostart,
+        target: spec.kind == crate::spec::Kind::Target,
+        health: Health::Unknown,
+        since_ms: None,
+        deps,
+    }
+}
+
 /// Where the socket is when neither `--socket` nor `$INIT_SOCKET`/`$ZINIT_SOCKET` says: root uses
 /// `/run/init.sock`; another user `$XDG_RUNTIME_DIR/init.sock`, or `/tmp/init-UID.sock` without it.
 pub fn default_socket_path(env: &dyn Fn(&str) -> Option<String>, euid: u32) -> PathBuf {
@@ -1108,6 +1140,31 @@ mod tests {
         assert_eq!(
             health(&all, Some("zz"), false, false).unwrap_err().code,
             ErrCode::NotFound
+        );
+    }
+
+    #[test]
+    fn a_view_carries_the_dependencies_of_the_spec() {
+        let mut spec = crate::spec::ServiceSpec::new("web", vec!["/bin/web".into()]);
+        spec.deps.requires = vec!["db".into()];
+        spec.deps.after = vec!["log".into()];
+        let st = crate::supervisor::ServiceStatus {
+            state: State::Blocked,
+            pid: None,
+            reason: Some("waiting for db".into()),
+            restarts: 2,
+        };
+        let v = service_view(&spec, &st);
+        assert_eq!(
+            v.deps,
+            vec![
+                (proto::DepKind::Requires, "db".into()),
+                (proto::DepKind::After, "log".into())
+            ]
+        );
+        assert_eq!(
+            (v.state, v.restarts, v.reason.as_deref()),
+            (State::Blocked, 2, Some("waiting for db"))
         );
     }
 
