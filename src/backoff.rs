@@ -56,11 +56,7 @@ mod tests {
         let r = restart(100, 3_600_000);
         assert_eq!(delay(&r, 31).as_millis(), 3_600_000);
         assert_eq!(delay(&r, u32::MAX).as_millis(), 3_600_000);
-        let big = Restart {
-            backoff: crate::spec::MAX_DURATION,
-            max_backoff: crate::spec::MAX_DURATION,
-            ..r
-        };
+        let big = Restart { backoff: crate::spec::MAX_DURATION, max_backoff: crate::spec::MAX_DURATION, ..r };
         assert_eq!(delay(&big, 40), crate::spec::MAX_DURATION);
     }
 }

@@ -42,7 +42,10 @@ pub enum Input {
     Launch,
     /// It wants to run but cannot yet; `stuck` when nothing will change that without an operator
     /// (a dependency failed for good, was stopped, or a conflict holds it).
-    Block { reason: String, stuck: bool },
+    Block {
+        reason: String,
+        stuck: bool,
+    },
     Spawned(i32),
     ExecOk,
     SpawnFailed(String),
@@ -53,7 +56,7 @@ pub enum Input {
     Stop,
     /// SIGKILL now (stop timeout, forced shutdown).
     Kill,
-    /// Its timer of this kind passed (the supervisor has already removed it).
+    /// Its timer of this kind passed.
     Fired(Timer),
     /// Operator start/restart: forget the failure count and any backoff.
     Reset,
@@ -63,9 +66,14 @@ pub enum Input {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     Spawn,
-    Signal { pid: i32, signal: i32 },
+    Signal {
+        pid: i32,
+        signal: i32,
+    },
     /// It failed for good; `code` is its exit code (128+N when signalled, 1 when it never ran).
-    GaveUp { code: i32 },
+    GaveUp {
+        code: i32,
+    },
 }
 
 /// When a service counts as ready (design §5).
@@ -179,6 +187,9 @@ impl Service {
     ) -> Vec<Output> {
         use State::{Blocked, Exited, Failed, Inactive, Running, Starting, Stopping};
         let mut out = Vec::new();
+        if let Input::Fired(_) = input {
+            self.timer = None; // one shot: whatever the table does, this deadline is spent
+        }
         match (self.state, input) {
             (Inactive | Blocked, Input::Launch) => self.launch(spec, now, &mut out),
             (Starting | Running | Stopping | Exited | Failed, Input::Launch) => {}
@@ -263,10 +274,7 @@ impl Service {
                     OnUnhealthy::Stop => Some(false),
                 };
                 if let (Some(restart), Some(pid)) = (restart, self.pid) {
-                    self.kill = Some(Kill {
-                        reason: format!("unhealthy: {why}"),
-                        restart,
-                    });
+                    self.kill = Some(Kill { reason: format!("unhealthy: {why}"), restart });
                     self.signal_stop(spec, pid, now, &mut out);
                 }
             }
@@ -305,10 +313,7 @@ impl Service {
             }
             (Starting, Input::Fired(Timer::StartTimeout)) => {
                 if let Some(pid) = self.pid {
-                    self.kill = Some(Kill {
-                        reason: "start timeout".to_string(),
-                        restart: true,
-                    });
+                    self.kill = Some(Kill { reason: "start timeout".to_string(), restart: true });
                     self.sigkill(pid, &mut out);
                     self.state = Stopping;
                 }
@@ -319,22 +324,13 @@ impl Service {
                 }
             }
             // A timer of the wrong kind for the state: stale, nothing to do.
-            (
-                Inactive | Running | Exited | Failed | Stopping | Starting,
-                Input::Fired(Timer::StartDelay),
-            )
-            | (
-                Inactive | Blocked | Starting | Running | Stopping,
-                Input::Fired(Timer::Backoff),
-            )
+            (Inactive | Running | Exited | Failed | Stopping | Starting, Input::Fired(Timer::StartDelay))
+            | (Inactive | Blocked | Starting | Running | Stopping, Input::Fired(Timer::Backoff))
             | (
                 Inactive | Blocked | Running | Stopping | Exited | Failed,
                 Input::Fired(Timer::StartTimeout),
             )
-            | (
-                Inactive | Blocked | Starting | Running | Exited | Failed,
-                Input::Fired(Timer::StopKill),
-            ) => {}
+            | (Inactive | Blocked | Starting | Running | Exited | Failed, Input::Fired(Timer::StopKill)) => {}
 
             (Exited | Failed, Input::Reset) => {
                 self.fails = 0;
@@ -387,10 +383,7 @@ impl Service {
     }
 
     fn signal_stop(&mut self, spec: &ServiceSpec, pid: i32, now: Instant, out: &mut Vec<Output>) {
-        out.push(Output::Signal {
-            pid,
-            signal: spec.termination.signal,
-        });
+        out.push(Output::Signal { pid, signal: spec.termination.signal });
         self.state = State::Stopping;
         self.timer = Some((later(now, spec.termination.wait), Timer::StopKill));
     }
@@ -398,10 +391,7 @@ impl Service {
     fn sigkill(&mut self, pid: i32, out: &mut Vec<Output>) {
         if !self.killed {
             self.killed = true;
-            out.push(Output::Signal {
-                pid,
-                signal: SIGKILL,
-            });
+            out.push(Output::Signal { pid, signal: SIGKILL });
         }
         if matches!(self.timer, Some((_, Timer::StopKill | Timer::StartTimeout))) {
             self.timer = None;
@@ -431,9 +421,7 @@ impl Service {
         shutting_down: bool,
         out: &mut Vec<Output>,
     ) {
-        let ran = self
-            .started_at
-            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        let ran = self.started_at.map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
         self.pid = None;
         self.timer = None;
         self.killed = false;
@@ -475,9 +463,7 @@ impl Service {
         } else {
             reason
         });
-        out.push(Output::GaveUp {
-            code: status.map_or(1, ExitStatus::code),
-        });
+        out.push(Output::GaveUp { code: status.map_or(1, ExitStatus::code) });
     }
 
     fn schedule_restart(&mut self, spec: &ServiceSpec, state: State, reason: String, now: Instant) {
@@ -492,17 +478,12 @@ impl Service {
 /// Spawned arrived for a service not expecting one: never lose a process, kill it.
 fn stray(spec: &ServiceSpec, pid: i32, out: &mut Vec<Output>) {
     log::warn!("{}: unexpected process {pid}: killing it", spec.name);
-    out.push(Output::Signal {
-        pid,
-        signal: SIGKILL,
-    });
+    out.push(Output::Signal { pid, signal: SIGKILL });
 }
 
 /// `now + d` that cannot overflow (durations are bounded at validation; this is the belt).
 pub fn later(now: Instant, d: Duration) -> Instant {
-    now.checked_add(d)
-        .or_else(|| now.checked_add(MAX_DURATION))
-        .unwrap_or(now)
+    now.checked_add(d).or_else(|| now.checked_add(MAX_DURATION)).unwrap_or(now)
 }
 
 pub fn is_success(spec: &ServiceSpec, status: ExitStatus) -> bool {
@@ -516,22 +497,8 @@ pub fn is_success(spec: &ServiceSpec, status: ExitStatus) -> bool {
 pub fn describe(status: ExitStatus) -> String {
     match status {
         ExitStatus::Code(c) => format!("exit {c}"),
-        ExitStatus::Signal(s) => format!("killed by {}", signal_name(s)),
+        ExitStatus::Signal(s) => format!("killed by {}", crate::signals::signal_name(s)),
     }
-}
-
-/// "SIGTERM" for 15, "signal 40" for what has no short name.
-pub fn signal_name(signal: i32) -> String {
-    const NAMES: [&str; 31] = [
-        "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2",
-        "PIPE", "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG",
-        "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "IO", "PWR", "SYS",
-    ];
-    usize::try_from(signal)
-        .ok()
-        .and_then(|s| s.checked_sub(1))
-        .and_then(|i| NAMES.get(i))
-        .map_or_else(|| format!("signal {signal}"), |n| format!("SIG{n}"))
 }
 
 /// "100ms", "2s", "1.5s", "3m".

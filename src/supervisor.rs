@@ -69,8 +69,9 @@
 //! - **Stop**: the service's own `[termination] signal` to its process group, SIGKILL after its
 //!   `wait`. An exit while stopping is clean whatever its status.
 //! - **Shutdown** (an `Event::Shutdown`, a `shutdown` failure strategy, or nothing left to run in
-//!   container/standalone mode): no spawn any more; services that have no process (Blocked,
-//!   waiting on a timer) become Inactive at once; a service is signalled only when every service
+//!   container/standalone mode): no spawn any more; services that have no process and were
+//!   waiting (Blocked on something on its way, a timer) become Inactive at once (a stuck one
+//!   keeps its Blocked reason); a service is signalled only when every service
 //!   that `requires`, `start-after`s or `after`s it has stopped, and after the services in its
 //!   `shutdown-after` (unless that contradicts a dependency); independent services stop in
 //!   parallel. When none is left: `SignalOrphans(TERM)`, up to 1 s (less when `NoChildren`
@@ -311,10 +312,7 @@ impl Supervisor {
     /// The orphan sweep is under way: the reactor should report `NoChildren` as soon as
     /// `waitpid` says ECHILD (also right after carrying out `SignalOrphans`).
     pub fn waiting_for_orphans(&self) -> bool {
-        matches!(
-            self.shutdown.as_ref().map(|s| s.phase),
-            Some(Phase::OrphansTerm(_) | Phase::Reap(_))
-        )
+        matches!(self.shutdown.as_ref().map(|s| s.phase), Some(Phase::OrphansTerm(_) | Phase::Reap(_)))
     }
 
     /// Starts every autostart service (and what they pull in) whose dependencies allow.
@@ -325,11 +323,8 @@ impl Supervisor {
         self.booted = true;
         if self.shutdown.is_none() {
             for a in 0..self.svcs.len() {
-                let starts = self
-                    .config
-                    .services
-                    .get(a)
-                    .is_some_and(|s| s.autostart && s.start == StartMode::Auto);
+                let starts =
+                    self.config.services.get(a).is_some_and(|s| s.autostart && s.start == StartMode::Auto);
                 if starts {
                     self.pull_up(a);
                 }
@@ -375,12 +370,9 @@ impl Supervisor {
                 break;
             }
             self.timers.pop_first();
-            let kind = match self.svcs.get_mut(a) {
-                Some(s) => match s.timer.take() {
-                    Some((_, kind)) => kind,
-                    None => continue,
-                },
-                None => continue,
+            let kind = match self.svcs.get(a).and_then(|s| s.timer) {
+                Some((due, kind)) if due == t => kind,
+                _ => continue, // stale entry
             };
             self.step(a, Input::Fired(kind), now);
         }
@@ -418,12 +410,9 @@ impl Supervisor {
 
     pub fn status(&self, svc: Svc) -> ServiceStatus {
         match self.svcs.get(svc) {
-            Some(s) => ServiceStatus {
-                state: s.state,
-                pid: s.pid,
-                reason: s.reason.clone(),
-                restarts: s.restarts,
-            },
+            Some(s) => {
+                ServiceStatus { state: s.state, pid: s.pid, reason: s.reason.clone(), restarts: s.restarts }
+            }
             None => ServiceStatus {
                 state: State::Inactive,
                 pid: None,
@@ -551,9 +540,10 @@ impl Supervisor {
             self.push(a);
             for &(b, e) in self.graph.deps.get(a).into_iter().flatten() {
                 let pulls = matches!(e, Edge::Requires | Edge::StartAfter | Edge::Wants);
-                let needed = self.svcs.get(b).is_some_and(|t| {
-                    t.want == Want::Down || (t.state == State::Failed && t.timer.is_none())
-                });
+                let needed = self
+                    .svcs
+                    .get(b)
+                    .is_some_and(|t| t.want == Want::Down || (t.state == State::Failed && t.timer.is_none()));
                 if pulls && needed {
                     stack.push(b);
                 }
@@ -605,11 +595,9 @@ impl Supervisor {
         for o in outputs {
             match o {
                 Output::Spawn => self.actions.push(Action::Spawn(a)),
-                Output::Signal { pid, signal } => self.actions.push(Action::SignalGroup {
-                    svc: a,
-                    pid,
-                    signal,
-                }),
+                Output::Signal { pid, signal } => {
+                    self.actions.push(Action::SignalGroup { svc: a, pid, signal })
+                }
                 Output::GaveUp { code } => self.gave_up(a, code, now),
             }
         }
@@ -621,15 +609,10 @@ impl Supervisor {
     /// `a` failed for good: `[failure] strategy` and `die-if-failed`.
     fn gave_up(&mut self, a: Svc, code: i32, now: Instant) {
         let name = self.name(a).to_string();
-        let reason = self
-            .svcs
-            .get(a)
-            .and_then(|s| s.reason.clone())
-            .unwrap_or_default();
+        let reason = self.svcs.get(a).and_then(|s| s.reason.clone()).unwrap_or_default();
         log::warn!("{name}: failed: {reason}");
         let strategy = self.config.services.get(a).map(|s| s.failure.strategy);
-        let dependents: Vec<(Svc, Edge)> =
-            self.graph.dependents.get(a).cloned().unwrap_or_default();
+        let dependents: Vec<(Svc, Edge)> = self.graph.dependents.get(a).cloned().unwrap_or_default();
         for &(d, e) in &dependents {
             let kills = e == Edge::DieIfFailed
                 || (strategy == Some(crate::spec::FailureStrategy::KillDependents)
@@ -740,12 +723,15 @@ impl Supervisor {
             }
             return;
         }
-        let (state, want, timer) = (s.state, s.want, s.timer);
+        let (state, want, timer, stuck) = (s.state, s.want, s.timer, s.stuck);
         self.set_must_stop(a, false);
         match state {
             State::Inactive | State::Blocked => {
                 if want == Want::Down || shutting {
-                    if state == State::Blocked || timer.is_some() {
+                    // A stuck service keeps its reason through a shutdown (`status` tells why
+                    // it never ran); one that was waiting or serving a delay goes Inactive.
+                    let keep = shutting && want == Want::Up && stuck && timer.is_none();
+                    if !keep && (state == State::Blocked || timer.is_some()) {
                         self.step(a, Input::Stop, now);
                     }
                     return;
@@ -759,7 +745,8 @@ impl Supervisor {
             State::Exited | State::Failed => {
                 // Down: Inactive (cancelling a pending restart). Shutdown: only a pending restart
                 // is cancelled; a finished or failed service keeps its state for the exit code.
-                if want == Want::Down || (shutting && timer.is_some()) {
+                let stop = if shutting { timer.is_some() } else { want == Want::Down };
+                if stop {
                     self.step(a, Input::Stop, now);
                 }
             }
@@ -770,8 +757,7 @@ impl Supervisor {
     fn block(&mut self, a: Svc, reason: String, stuck: bool, on: Svc, now: Instant) {
         if let Some(s) = self.svcs.get_mut(a) {
             s.blocked_on = Some(on);
-            if s.state == State::Blocked && s.stuck == stuck && s.reason.as_deref() == Some(&reason)
-            {
+            if s.state == State::Blocked && s.stuck == stuck && s.reason.as_deref() == Some(&reason) {
                 return;
             }
         }
@@ -798,9 +784,7 @@ impl Supervisor {
         match s.state {
             State::Running => true,
             State::Exited => edge != Edge::Requires || spec.oneshot,
-            State::Inactive | State::Blocked | State::Starting | State::Stopping | State::Failed => {
-                false
-            }
+            State::Inactive | State::Blocked | State::Starting | State::Stopping | State::Failed => false,
         }
     }
 
@@ -879,16 +863,10 @@ impl Supervisor {
 
     /// A running `a` must stop because something it `requires` is going away for good.
     fn requires_gone(&self, a: Svc) -> bool {
-        self.graph
-            .deps
-            .get(a)
-            .into_iter()
-            .flatten()
-            .filter(|&&(_, e)| e == Edge::Requires)
-            .any(|&(b, _)| {
-                self.svcs.get(b).is_some_and(|t| t.must_stop)
-                    || (!self.ready(b, Edge::Requires) && !self.coming(b))
-            })
+        self.graph.deps.get(a).into_iter().flatten().filter(|&&(_, e)| e == Edge::Requires).any(|&(b, _)| {
+            self.svcs.get(b).is_some_and(|t| t.must_stop)
+                || (!self.ready(b, Edge::Requires) && !self.coming(b))
+        })
     }
 
     /// `a` must wait before its stop signal: what depends on it stops first.
@@ -897,8 +875,7 @@ impl Supervisor {
         let active = |d: Svc| self.svcs.get(d).is_some_and(Service::is_active);
         let dependents = self.graph.dependents.get(a).into_iter().flatten();
         let by_dependent = dependents.clone().any(|&(d, e)| {
-            let orders = e == Edge::Requires
-                || (shutting && matches!(e, Edge::StartAfter | Edge::After));
+            let orders = e == Edge::Requires || (shutting && matches!(e, Edge::StartAfter | Edge::After));
             d != a && orders && active(d)
         });
         if by_dependent || !shutting {
@@ -913,13 +890,8 @@ impl Supervisor {
             .flatten()
             .filter(|&&(b, e)| e == Edge::ShutdownAfter && b != a)
             .any(|&(b, _)| {
-                let contradicts = self
-                    .graph
-                    .deps
-                    .get(b)
-                    .into_iter()
-                    .flatten()
-                    .any(|&(c, e)| c == a && e.orders_start());
+                let contradicts =
+                    self.graph.deps.get(b).into_iter().flatten().any(|&(c, e)| c == a && e.orders_start());
                 !contradicts && active(b)
             })
     }
@@ -948,8 +920,7 @@ impl Supervisor {
                 if sd.code.is_none() {
                     sd.code = code;
                 }
-                let force =
-                    sd.requested && code.is_none() && sd.phase == Phase::Services && !sd.forced;
+                let force = sd.requested && code.is_none() && sd.phase == Phase::Services && !sd.forced;
                 sd.requested = true;
                 if force {
                     log::warn!("second shutdown request: killing every service now");
@@ -1007,9 +978,7 @@ impl Supervisor {
     fn kill_orphans(&mut self, now: Instant) {
         if let Some(sd) = self.shutdown.as_mut() {
             sd.phase = Phase::Reap(service::later(now, ORPHAN_GRACE));
-            self.actions.push(Action::SignalOrphans {
-                signal: service::SIGKILL,
-            });
+            self.actions.push(Action::SignalOrphans { signal: service::SIGKILL });
         }
     }
 
@@ -1038,12 +1007,9 @@ impl Supervisor {
 
 /// What, when it changes, makes neighbours look again.
 fn key(s: &Service) -> (State, Want, bool, bool, bool, bool) {
-    (
-        s.state,
-        s.want,
-        s.pid.is_some(),
-        s.must_stop,
-        s.stuck,
-        s.timer.is_some(),
-    )
+    (s.state, s.want, s.pid.is_some(), s.must_stop, s.stuck, s.timer.is_some())
 }
+
+#[cfg(test)]
+#[path = "supervisor_tests.rs"]
+mod tests;
