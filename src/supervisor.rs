@@ -244,6 +244,7 @@ enum Gate {
     Stuck(String, Svc),
 }
 
+#[derive(Clone)]
 pub struct Supervisor {
     config: Config,
     graph: Graph,

@@ -3,10 +3,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use super::*;
+use crate::service::Want;
 use crate::spec::{FailureStrategy, Ready, RestartStrategy, ServiceSpec};
 
 const MS: Duration = Duration::from_millis(1);
 
+#[derive(Clone)]
 pub(super) struct Sim {
     pub sup: Supervisor,
     pub t0: Instant,
@@ -25,10 +27,14 @@ pub(super) fn svc(name: &str) -> ServiceSpec {
 }
 
 impl Sim {
-    pub fn new(mut specs: Vec<ServiceSpec>) -> Sim {
+    pub fn new(specs: Vec<ServiceSpec>) -> Sim {
+        Sim::with_mode(specs, Mode::Container)
+    }
+
+    pub fn with_mode(mut specs: Vec<ServiceSpec>, mode: Mode) -> Sim {
         specs.sort_by(|a, b| a.name.cmp(&b.name));
         let t0 = Instant::now();
-        let sup = Supervisor::new(Config { services: specs }, Mode::Container, t0);
+        let sup = Supervisor::new(Config { services: specs }, mode, t0);
         Sim { sup, t0, now: t0, next_pid: 100, auto_exec: true, log: Vec::new(), fork_fails: Vec::new() }
     }
 
@@ -54,6 +60,7 @@ impl Sim {
                 return;
             }
             for a in actions {
+                self.check_action(&a);
                 self.log.push((self.at(), a.clone()));
                 if let Action::Spawn(svc) = a {
                     if self.fork_fails.contains(&svc) {
@@ -917,4 +924,269 @@ fn a_thousand_independent_services_start_and_stop_in_parallel() {
 #[test]
 fn unused_ms_const_is_a_millisecond() {
     assert_eq!(MS.as_millis(), 1);
+}
+
+// ---- exhaustive ----------------------------------------------------------------------------
+
+impl Sim {
+    /// What the fake reactor checks about each action when it takes it.
+    fn check_action(&self, a: &Action) {
+        let sup = &self.sup;
+        match *a {
+            Action::Spawn(x) => {
+                assert!(!sup.is_shutting_down(), "Spawn({x}) during shutdown");
+                let s = &sup.svcs[x];
+                assert_eq!((s.state, s.pid), (State::Starting, None), "Spawn({x}) of {s:?}");
+                for &(b, e) in &sup.graph.deps[x] {
+                    match e {
+                        Edge::Requires | Edge::StartAfter => {
+                            assert!(sup.ready(b, e), "Spawn({x}) while its {e:?} dep {b} is not ready")
+                        }
+                        Edge::After => assert!(
+                            sup.ready(b, e) || !sup.coming(b),
+                            "Spawn({x}) while its after dep {b} is on its way"
+                        ),
+                        _ => {}
+                    }
+                }
+            }
+            Action::SignalGroup { svc, pid, signal } => {
+                assert_eq!(sup.svcs[svc].pid, Some(pid), "signal to a pid that is not {svc}'s");
+                // A stop signal goes out only once what must stop first has stopped.
+                let forced = sup.shutdown.as_ref().is_some_and(|sd| sd.forced);
+                if signal != 9 && !forced {
+                    for &(d, e) in &sup.graph.dependents[svc] {
+                        let first = e == Edge::Requires
+                            || (sup.is_shutting_down() && matches!(e, Edge::StartAfter | Edge::After));
+                        assert!(
+                            !(first && sup.svcs[d].is_active()),
+                            "{svc} signalled while its dependent {d} ({e:?}) is {:?}",
+                            sup.svcs[d].state
+                        );
+                    }
+                }
+            }
+            Action::SignalOrphans { .. } => assert!(sup.is_shutting_down()),
+            Action::Exit(_) => assert!(self.exits().is_empty(), "a second Exit"),
+        }
+    }
+
+    /// Invariants that hold after every event.
+    fn check(&self) {
+        let sup = &self.sup;
+        let shutting = sup.is_shutting_down();
+        let mut seen = std::collections::HashSet::new();
+        for (a, s) in sup.svcs.iter().enumerate() {
+            let spec = &sup.config.services[a];
+            if let Some(p) = s.pid {
+                assert!(seen.insert(p), "pid {p} held twice");
+                assert_eq!(sup.pids.get(&p), Some(&a), "pid map out of date for {a}");
+                assert!(s.is_active(), "{a} has pid {p} in state {:?}", s.state);
+            }
+            match s.state {
+                State::Starting | State::Stopping => {
+                    assert!(s.pid.is_some(), "{a} {:?} without pid", s.state)
+                }
+                State::Running => {
+                    assert!(s.pid.is_some() || spec.kind == Kind::Target, "{a} running without pid")
+                }
+                State::Blocked | State::Failed => {
+                    assert!(s.reason.is_some(), "{a} {:?} without a reason", s.state)
+                }
+                State::Inactive | State::Exited => {}
+            }
+            if !s.is_active() {
+                assert!(!s.must_stop, "{a} must_stop without a process");
+            }
+            if let Some((t, _)) = s.timer {
+                assert!(sup.timers.contains(&(t, a)), "{a}'s timer not indexed");
+                assert!(sup.next_deadline().is_some_and(|d| d <= t), "next_deadline misses {a}'s timer");
+            }
+            if matches!(s.state, State::Starting | State::Running) && !shutting && !s.must_stop {
+                for &(b, e) in &sup.graph.deps[a] {
+                    if e == Edge::Requires {
+                        assert!(
+                            sup.ready(b, e) || sup.coming(b),
+                            "{a} {:?} while its requires dep {b} is {:?} and not coming back",
+                            s.state,
+                            sup.svcs[b].state
+                        );
+                    }
+                }
+            }
+            if s.state == State::Blocked && !s.stuck && !shutting {
+                let delay = matches!(s.timer, Some((_, crate::service::Timer::StartDelay)));
+                // Independent of `coming`: what it waits on will move by itself.
+                let moves = |b: Svc| {
+                    let t = &sup.svcs[b];
+                    t.is_active()
+                        || t.timer.is_some()
+                        || (t.state == State::Blocked && !t.stuck)
+                        || (t.state == State::Inactive && t.want == Want::Up)
+                };
+                let on = s.blocked_on.map(moves);
+                assert!(delay || on == Some(true), "{a} waits on nothing: {s:?}");
+            }
+        }
+        // Nobody waits in silence: a service waiting (not stuck) implies something still moves.
+        let waiting = sup.svcs.iter().any(|s| s.state == State::Blocked && !s.stuck);
+        let moving = sup.svcs.iter().any(|s| s.is_active() || s.timer.is_some());
+        assert!(!waiting || moving || shutting, "a service waits but nothing can wake it");
+        for &(t, a) in &sup.timers {
+            assert_eq!(sup.svcs[a].timer.map(|x| x.0), Some(t), "stale timer entry for {a}");
+        }
+        assert_eq!(sup.pids.len(), seen.len(), "pid map has extra entries");
+        assert!(self.exits().len() <= 1);
+        if !self.exits().is_empty() {
+            assert_eq!(sup.next_deadline(), None, "a deadline after Exit");
+        }
+    }
+
+    /// Applies vocabulary word `w`; None when it does not apply in this state.
+    fn word(&mut self, w: usize) -> Option<String> {
+        let n = self.sup.svcs.len();
+        let live: Vec<(Svc, i32)> = (0..n).filter_map(|i| self.sup.svcs[i].pid.map(|p| (i, p))).collect();
+        let starting =
+            (0..n).find(|&i| self.sup.svcs[i].state == State::Starting && self.sup.svcs[i].pid.is_some());
+        let (desc, e) = match w {
+            0 => live.first().map(|&(i, pid)| {
+                (format!("exit0({i})"), Event::Exited { pid, status: ExitStatus::Code(0) })
+            })?,
+            1 => live.first().map(|&(i, pid)| {
+                (format!("exit1({i})"), Event::Exited { pid, status: ExitStatus::Code(1) })
+            })?,
+            2 => live.last().map(|&(i, pid)| {
+                (format!("kill9({i})"), Event::Exited { pid, status: ExitStatus::Signal(9) })
+            })?,
+            3 => starting.map(|svc| (format!("execok({svc})"), Event::ExecOk { svc }))?,
+            4 => starting.map(|svc| (format!("ready({svc})"), Event::Ready { svc }))?,
+            5 => ("stop(0)".into(), Event::Stop { svc: 0 }),
+            6 => ("start(0)".into(), Event::Start { svc: 0 }),
+            7 => (format!("restart({})", n - 1), Event::Restart { svc: n - 1 }),
+            8 => ("shutdown".into(), Event::Shutdown { code: None }),
+            9 => {
+                return self.fire_next().then(|| "fire".to_string());
+            }
+            10 => {
+                self.advance(Duration::from_secs(30));
+                return Some("+30s".into());
+            }
+            11 => ("nochildren".into(), Event::NoChildren),
+            12 => starting.map(|svc| {
+                (
+                    format!("execfail({svc})"),
+                    Event::SpawnFailed { svc, error: "unable to exec: ENOENT".into() },
+                )
+            })?,
+            _ => return None,
+        };
+        self.event(e);
+        Some(desc)
+    }
+}
+
+const WORDS: usize = 13;
+
+/// Every sequence of up to `depth` words from boot; invariants after each step; and from every
+/// reached state, a shutdown (processes that die only of SIGKILL) must end in exactly one Exit.
+fn explore(sim: &Sim, depth: usize, path: &mut Vec<String>, count: &mut usize) {
+    let mut end = sim.clone();
+    if !end.sup.is_shutting_down() {
+        end.event(Event::Shutdown { code: None });
+    }
+    let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let code = end.finish_shutdown(false);
+        end.check();
+        code
+    }));
+    match done {
+        Ok(code) => assert!((0..=255).contains(&code), "exit code {code} after {path:?}"),
+        Err(_) => panic!("shutdown did not finish after {path:?}"),
+    }
+    if depth == 0 {
+        return;
+    }
+    for w in 0..WORDS {
+        let mut next = sim.clone();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let d = next.word(w);
+            if d.is_some() {
+                next.check();
+            }
+            d
+        }));
+        match r {
+            Ok(Some(d)) => {
+                *count += 1;
+                path.push(d);
+                explore(&next, depth - 1, path, count);
+                path.pop();
+            }
+            Ok(None) => {}
+            Err(_) => panic!("invariant broken after {path:?} + word {w}"),
+        }
+    }
+}
+
+/// In container mode (init shuts down by itself when nothing is left) and in system mode (it
+/// never does, so a service waiting in silence would stay visible).
+fn exhaustive(specs: Vec<ServiceSpec>) -> usize {
+    let mut count = 0;
+    for mode in [Mode::Container, Mode::System] {
+        let mut sim = Sim::with_mode(specs.clone(), mode);
+        sim.auto_exec = false;
+        let sim = sim.boot();
+        sim.check();
+        explore(&sim, 4, &mut Vec::new(), &mut count);
+    }
+    count
+}
+
+#[test]
+fn exhaustive_requires_oneshot_after() {
+    let mut db = restarting(svc("db"), RestartStrategy::OnFailure, 100, 400, 2);
+    db.termination.wait = Duration::from_secs(1);
+    let migrate = oneshot(requires(svc("migrate"), &["db"]));
+    let mut web = restarting(requires(svc("web"), &["db"]), RestartStrategy::Always, 100, 1000, 0);
+    web.deps.start_after = vec!["migrate".into()];
+    web.start_timeout = Duration::from_secs(2);
+    let mut side = svc("side");
+    side.deps.after = vec!["web".into()];
+    side.termination.signal = 2;
+    let n = exhaustive(vec![db, migrate, side, web]);
+    assert!(n > 5000, "only {n} steps explored");
+}
+
+#[test]
+fn exhaustive_conflicts_wants_target_notify() {
+    let mut a = restarting(svc("a"), RestartStrategy::OnFailure, 100, 100, 2);
+    a.deps.conflicts = vec!["b".into()];
+    a.deps.wants = vec!["m".into()];
+    a.failure.strategy = FailureStrategy::KillDependents;
+    let mut b = svc("b");
+    b.start_delay = Duration::from_millis(500);
+    let mut m = svc("m");
+    m.autostart = false;
+    m.ready = Ready::Notify;
+    m.start_timeout = Duration::from_secs(1);
+    let mut t = requires(svc("t"), &["a"]);
+    t.kind = Kind::Target;
+    t.command = vec![];
+    let mut w = requires(svc("w"), &["t"]);
+    w.deps.die_if_failed = vec!["m".into()];
+    w.deps.shutdown_after = vec!["b".into()];
+    w.restart.strategy = RestartStrategy::OnFailure;
+    let n = exhaustive(vec![a, b, m, t, w]);
+    assert!(n > 5000, "only {n} steps explored");
+}
+
+#[test]
+fn exhaustive_failure_shutdown_strategy() {
+    let mut a = svc("a");
+    a.failure.strategy = FailureStrategy::Shutdown;
+    a.restart = restarting(svc("x"), RestartStrategy::OnFailure, 100, 100, 2).restart;
+    let mut b = oneshot(svc("b"));
+    b.deps.start_after = vec!["a".into()];
+    let c = requires(svc("c"), &["b"]);
+    exhaustive(vec![a, b, c]);
 }
