@@ -97,11 +97,22 @@ fn ready_rule(spec: &ServiceSpec) -> ReadyRule {
     }
 }
 
+/// Whether a failed run may be followed by an automatic restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// As `[restart] strategy` says.
+    Policy,
+    /// `on-unhealthy = "restart"`: whatever the strategy (still bounded by `attempts`).
+    Always,
+    /// `on-unhealthy = "stop"`, or a failure while going down.
+    Never,
+}
+
 /// We killed it because it failed (start timeout, unhealthy): its end is a failed run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Kill {
     reason: String,
-    restart: bool,
+    retry: Retry,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -233,7 +244,7 @@ impl Service {
                     self.spawn_error = Some(error);
                 } else {
                     // fork failed: no process, no Exited will come.
-                    self.ended(spec, None, error, false, true, now, shutting_down, &mut out);
+                    self.ended(spec, None, error, false, Retry::Policy, now, shutting_down, &mut out);
                 }
             }
             (Inactive | Blocked | Running | Stopping | Exited | Failed, Input::SpawnFailed(_)) => {}
@@ -245,11 +256,11 @@ impl Service {
                     (None, Some(k)) => k.reason,
                     (None, None) => describe(status),
                 };
-                self.ended(spec, Some(status), reason, success, true, now, shutting_down, &mut out);
+                self.ended(spec, Some(status), reason, success, Retry::Policy, now, shutting_down, &mut out);
             }
             (Stopping, Input::Exited(status)) => match self.kill.take() {
                 Some(k) if self.want == Want::Up && !shutting_down => {
-                    self.ended(spec, Some(status), k.reason, false, k.restart, now, false, &mut out);
+                    self.ended(spec, Some(status), k.reason, false, k.retry, now, false, &mut out);
                 }
                 Some(_) | None => {
                     self.clear_process(status);
@@ -268,13 +279,13 @@ impl Service {
 
             (Starting | Running, Input::Unhealthy(why)) => {
                 let on = spec.health.as_ref().map_or(OnUnhealthy::Restart, |h| h.on_unhealthy);
-                let restart = match on {
+                let retry = match on {
                     OnUnhealthy::Ignore => None,
-                    OnUnhealthy::Restart => Some(true),
-                    OnUnhealthy::Stop => Some(false),
+                    OnUnhealthy::Restart => Some(Retry::Always),
+                    OnUnhealthy::Stop => Some(Retry::Never),
                 };
-                if let (Some(restart), Some(pid)) = (restart, self.pid) {
-                    self.kill = Some(Kill { reason: format!("unhealthy: {why}"), restart });
+                if let (Some(retry), Some(pid)) = (retry, self.pid) {
+                    self.kill = Some(Kill { reason: format!("unhealthy: {why}"), retry });
                     self.signal_stop(spec, pid, now, &mut out);
                 }
             }
@@ -313,7 +324,7 @@ impl Service {
             }
             (Starting, Input::Fired(Timer::StartTimeout)) => {
                 if let Some(pid) = self.pid {
-                    self.kill = Some(Kill { reason: "start timeout".to_string(), restart: true });
+                    self.kill = Some(Kill { reason: "start timeout".to_string(), retry: Retry::Policy });
                     self.sigkill(pid, &mut out);
                     self.state = Stopping;
                 }
@@ -416,7 +427,7 @@ impl Service {
         status: Option<ExitStatus>,
         reason: String,
         success: bool,
-        may_restart: bool,
+        retry: Retry,
         now: Instant,
         shutting_down: bool,
         out: &mut Vec<Output>,
@@ -443,7 +454,7 @@ impl Service {
         }
         if success {
             self.fails = 0;
-            if !spec.oneshot && r.strategy == RestartStrategy::Always && may_restart {
+            if !spec.oneshot && r.strategy == RestartStrategy::Always && retry == Retry::Policy {
                 self.schedule_restart(spec, State::Exited, reason, now);
             } else {
                 self.state = State::Exited;
@@ -452,13 +463,17 @@ impl Service {
             return;
         }
         self.fails = self.fails.saturating_add(1);
-        let strategy_restarts = matches!(r.strategy, RestartStrategy::Always | RestartStrategy::OnFailure);
-        if may_restart && strategy_restarts && (r.attempts == 0 || self.fails < r.attempts) {
+        let restarts = match retry {
+            Retry::Policy => matches!(r.strategy, RestartStrategy::Always | RestartStrategy::OnFailure),
+            Retry::Always => true,
+            Retry::Never => false,
+        };
+        if restarts && (r.attempts == 0 || self.fails < r.attempts) {
             self.schedule_restart(spec, State::Failed, reason, now);
             return;
         }
         self.state = State::Failed;
-        self.reason = Some(if may_restart && strategy_restarts && r.attempts > 0 {
+        self.reason = Some(if restarts && r.attempts > 0 {
             format!("gave up after {} attempts: {reason}", self.fails)
         } else {
             reason

@@ -347,7 +347,13 @@ impl Supervisor {
                 None => log::debug!("reaped orphan {pid}"),
             },
             Event::Ready { svc } => self.step(svc, Input::Ready, now),
-            Event::Unhealthy { svc, reason } => self.step(svc, Input::Unhealthy(reason), now),
+            Event::Unhealthy { svc, reason } => {
+                // Going down anyway: it stops in its turn, not before its dependents.
+                let going = self.shutdown.is_some() || self.svcs.get(svc).is_some_and(|s| s.must_stop);
+                if !going {
+                    self.step(svc, Input::Unhealthy(reason), now);
+                }
+            }
             Event::Start { svc } => self.operator_start(svc, now),
             Event::Stop { svc } => {
                 if let Some(s) = self.svcs.get_mut(svc) {

@@ -608,6 +608,46 @@ fn idle_supervisor_has_no_deadline() {
     assert_eq!(s.sup.next_deadline(), None);
 }
 
+#[test]
+fn unhealthy_restart_restarts_whatever_the_strategy_stop_fails_for_good_ignore_ignores() {
+    use crate::spec::{Health, OnUnhealthy};
+    let health = |on| Health {
+        http: None,
+        tcp: None,
+        command: None,
+        file: Some("/run/x".into()),
+        interval: Duration::from_secs(1),
+        timeout: Duration::from_secs(1),
+        start_period: Duration::ZERO,
+        max_failed: 3,
+        on_unhealthy: on,
+    };
+    let mut r = svc("r");
+    r.health = Some(health(OnUnhealthy::Restart));
+    let mut st = svc("st");
+    st.health = Some(health(OnUnhealthy::Stop));
+    let mut ig = svc("ig");
+    ig.health = Some(health(OnUnhealthy::Ignore));
+    let mut s = Sim::new(vec![ig, r, st]).boot();
+    for name in ["ig", "r", "st"] {
+        let x = s.id(name);
+        assert_eq!(s.state(name), State::Starting, "ready = healthy: not ready at exec");
+        s.event(Event::Ready { svc: x });
+        assert_eq!(s.state(name), State::Running);
+        s.event(Event::Unhealthy { svc: x, reason: "connection refused".into() });
+    }
+    assert_eq!(s.state("ig"), State::Running);
+    assert_eq!(s.signals("r").iter().map(|x| x.1).collect::<Vec<_>>(), [15]);
+    s.exit("r", ExitStatus::Signal(15));
+    assert_eq!(s.state("r"), State::Failed);
+    assert_eq!(s.reason("r"), "unhealthy: connection refused; restarting in 100ms");
+    assert!(s.fire_next());
+    assert_eq!(s.spawns("r").len(), 2);
+    s.exit("st", ExitStatus::Code(0));
+    assert_eq!(s.state("st"), State::Failed);
+    assert_eq!(s.reason("st"), "unhealthy: connection refused");
+}
+
 // ---- failure propagation -------------------------------------------------------------------
 
 #[test]
@@ -954,7 +994,8 @@ impl Sim {
                 assert_eq!(sup.svcs[svc].pid, Some(pid), "signal to a pid that is not {svc}'s");
                 // A stop signal goes out only once what must stop first has stopped.
                 let forced = sup.shutdown.as_ref().is_some_and(|sd| sd.forced);
-                if signal != 9 && !forced {
+                // (An unhealthy service killed for a restart is not a stop: its dependents stay.)
+                if signal != 9 && !forced && sup.svcs[svc].must_stop {
                     for &(d, e) in &sup.graph.dependents[svc] {
                         let first = e == Edge::Requires
                             || (sup.is_shutting_down() && matches!(e, Edge::StartAfter | Edge::After));
@@ -1072,6 +1113,11 @@ impl Sim {
                 return Some("+30s".into());
             }
             11 => ("nochildren".into(), Event::NoChildren),
+            13 => {
+                let up = (0..n)
+                    .find(|&i| self.sup.svcs[i].state == State::Running && self.sup.svcs[i].pid.is_some());
+                up.map(|svc| (format!("unhealthy({svc})"), Event::Unhealthy { svc, reason: "probe".into() }))?
+            }
             12 => starting.map(|svc| {
                 (
                     format!("execfail({svc})"),
@@ -1085,7 +1131,7 @@ impl Sim {
     }
 }
 
-const WORDS: usize = 13;
+const WORDS: usize = 14;
 
 /// Every sequence of up to `depth` words from boot; invariants after each step; and from every
 /// reached state, a shutdown (processes that die only of SIGKILL) must end in exactly one Exit.
