@@ -15,6 +15,7 @@
 //!   sup.service_of_pid(pid) -> Option<Svc>
 //!   sup.status(svc) -> ServiceStatus   (for logs / control socket)
 //!   sup.why(svc) -> String          the chain of what blocks it, one line per service
+//!   sup.summary() -> String         one line per service (status dump)
 //!   sup.config() -> &Config
 //!   helpers: len(), name(svc), find(name), is_shutting_down(), waiting_for_orphans()
 //!
@@ -65,7 +66,9 @@
 //!   `start` of a Failed service (or one in backoff) forgets its failures and starts it now;
 //!   `start`/`restart` are ignored during shutdown. Stopping a Failed or Exited service makes it
 //!   Inactive. `start-timeout` (non-zero) counts from the spawn: SIGKILL to the group, then a
-//!   failed run "start timeout". `on-unhealthy = "stop"` ends Failed "unhealthy: ..." for good.
+//!   failed run "start timeout". Unhealthy: the stop signal, then `on-unhealthy = "restart"`
+//!   restarts it whatever `[restart] strategy` says (still bounded by `attempts`), `"stop"` ends
+//!   it Failed "unhealthy: ..." for good; ignored while it is being stopped anyway.
 //! - **Stop**: the service's own `[termination] signal` to its process group, SIGKILL after its
 //!   `wait`. An exit while stopping is clean whatever its status.
 //! - **Shutdown** (an `Event::Shutdown`, a `shutdown` failure strategy, or nothing left to run in
@@ -452,6 +455,12 @@ impl Supervisor {
                 cur = s.blocked_on;
             }
         }
+        lines.join("\n")
+    }
+
+    /// One line per service, as `why` words it ("db is running (pid 12)"), for a status dump.
+    pub fn summary(&self) -> String {
+        let lines: Vec<String> = self.svcs.iter().enumerate().map(|(a, s)| self.describe(a, s)).collect();
         lines.join("\n")
     }
 

@@ -243,6 +243,7 @@ fn requires_starts_the_dependency_first_and_waits_until_it_is_ready() {
     assert_eq!(s.state("db"), State::Running);
     assert_eq!(s.state("web"), State::Running);
     assert!(s.first(|a| *a == Action::Spawn(db)) < s.first(|a| *a == Action::Spawn(s.id("web"))));
+    assert_eq!(s.sup.summary(), "db is running (pid 100)\nweb is running (pid 101)");
 }
 
 #[test]
@@ -1235,4 +1236,69 @@ fn exhaustive_failure_shutdown_strategy() {
     b.deps.start_after = vec!["a".into()];
     let c = requires(svc("c"), &["b"]);
     exhaustive(vec![a, b, c]);
+}
+
+/// Longer random walks over the same vocabulary (deterministic seed), same invariants.
+#[test]
+fn random_walks_keep_the_invariants() {
+    let configs: Vec<Vec<ServiceSpec>> = vec![
+        {
+            let db = restarting(svc("db"), RestartStrategy::OnFailure, 100, 400, 3);
+            let migrate = oneshot(requires(svc("migrate"), &["db"]));
+            let mut web = restarting(requires(svc("web"), &["db"]), RestartStrategy::Always, 100, 800, 0);
+            web.deps.start_after = vec!["migrate".into()];
+            let mut side = svc("side");
+            side.deps.after = vec!["web".into()];
+            side.deps.wants = vec!["extra".into()];
+            let mut extra = svc("extra");
+            extra.autostart = false;
+            extra.start_delay = Duration::from_millis(300);
+            vec![db, extra, migrate, side, web]
+        },
+        {
+            let mut a = restarting(svc("a"), RestartStrategy::Always, 100, 100, 0);
+            a.deps.conflicts = vec!["b".into()];
+            let mut b = requires(svc("b"), &["c"]);
+            b.deps.die_if_failed = vec!["c".into()];
+            let mut c = svc("c");
+            c.failure.strategy = FailureStrategy::KillDependents;
+            c.ready = Ready::Notify;
+            let d = requires(svc("d"), &["a", "c"]);
+            vec![a, b, c, d]
+        },
+    ];
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for specs in configs {
+        for mode in [Mode::Container, Mode::System] {
+            for _ in 0..300 {
+                let mut sim = Sim::with_mode(specs.clone(), mode);
+                sim.auto_exec = false;
+                let mut sim = sim.boot();
+                let mut path = Vec::new();
+                for _ in 0..40 {
+                    let w = (next() % WORDS as u64) as usize;
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        let d = sim.word(w);
+                        sim.check();
+                        d
+                    }));
+                    match r {
+                        Ok(Some(d)) => path.push(d),
+                        Ok(None) => {}
+                        Err(_) => panic!("invariant broken after {path:?} + word {w}"),
+                    }
+                }
+                let mut end = sim.clone();
+                end.event(Event::Shutdown { code: None });
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| end.finish_shutdown(false)));
+                assert!(r.is_ok(), "shutdown did not finish after {path:?}");
+            }
+        }
+    }
 }
