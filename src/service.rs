@@ -88,7 +88,8 @@ enum ReadyRule {
 }
 
 fn ready_rule(spec: &ServiceSpec) -> ReadyRule {
-    if spec.oneshot && spec.ready == Ready::Auto {
+    // Design §5 order: `auto` is `healthy` when a check exists, else success for a oneshot.
+    if spec.oneshot && spec.ready == Ready::Auto && spec.health.is_none() {
         return ReadyRule::OnExit;
     }
     match spec.effective_ready() {

@@ -5,6 +5,7 @@
 //! the reactor asks `next_deadline()` and calls `tick(now)` when it passes.
 //!
 //! CONTRACT (the reactor is written against exactly this API; keep the signatures):
+//! ```text
 //!   Supervisor::new(config, mode, now) -> Supervisor   (nothing started yet)
 //!   sup.set_stop_timeout(d)         clip for the whole shutdown (default 9 s)
 //!   sup.boot(now)                   start every autostart service whose deps allow
@@ -18,6 +19,7 @@
 //!   sup.summary() -> String         one line per service (status dump)
 //!   sup.config() -> &Config
 //!   helpers: len(), name(svc), find(name), is_shutting_down(), waiting_for_orphans()
+//! ```
 //!
 //! How it works (dinit's shape): each service keeps what is *wanted* (`Want::Up`/`Down`) apart from
 //! what it *is* (`State`). Every event goes to one service's state machine (`service.rs`), and
