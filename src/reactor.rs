@@ -35,16 +35,10 @@ pub struct Options {
 /// What an fd in the epoll set is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Watch {
-    Signals,
     /// The exec-status pipe of the child `pid` of service `svc`.
-    Exec {
-        svc: Svc,
-        pid: i32,
-    },
+    Exec { svc: Svc, pid: i32 },
     /// The read end of a service's `log` pipe.
-    Log {
-        svc: Svc,
-    },
+    Log { svc: Svc },
 }
 
 struct Entry {
@@ -150,7 +144,6 @@ impl Reactor {
             return;
         };
         match watch {
-            Watch::Signals => {}
             Watch::Exec { svc, pid } => self.read_exec(fd, svc, pid),
             Watch::Log { svc } => self.read_log(fd, svc),
         }
@@ -353,6 +346,8 @@ impl Reactor {
                         if rustix::process::getpid().is_init() {
                             let _ = sys::kill(-1, signal);
                         }
+                        // Reap now: with no orphan left, NoChildren ends the grace at once.
+                        self.reap();
                     }
                     Action::Exit(code) => {
                         if self.exit_code.is_none() {
