@@ -321,7 +321,25 @@ impl Conn {
     }
 
     fn send(&mut self, lines: &str) -> Result<(), Fail> {
-        self.reader.get_mut().write_all(lines.as_bytes()).map_err(|e| self.io_fail(e))
+        match self.reader.get_mut().write_all(lines.as_bytes()) {
+            Ok(()) => Ok(()),
+            // init refused us (ERR 403, 503) and closed before our request went out: what it
+            // said is the answer, not the EPIPE.
+            Err(e) => Err(self.refusal().unwrap_or_else(|| self.io_fail(e))),
+        }
+    }
+
+    /// An `ERR <code> <message>` init sent before closing, if any.
+    fn refusal(&mut self) -> Option<Fail> {
+        let mut text = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut self.reader, &mut text);
+        let text = String::from_utf8_lossy(&text);
+        let err = text.lines().find(|l| l.starts_with("ERR "))?;
+        let mut words = err.splitn(3, ' ').skip(1);
+        let code = words.next().unwrap_or("");
+        let message = words.next().unwrap_or("").to_string();
+        let message = if message.is_empty() { format!("refused ({code})") } else { message };
+        Some(unreachable(message))
     }
 
     /// Reads one reply line; `None` at end of stream.
