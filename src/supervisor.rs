@@ -18,8 +18,14 @@
 //!   sup.why(svc) -> String          the chain of what blocks it, one line per service
 //!   sup.summary() -> String         one line per service (status dump)
 //!   sup.config() -> &Config
-//!   helpers: len(), name(svc), find(name), is_shutting_down(), waiting_for_orphans()
+//!   sup.reload(config, now) -> ReloadSummary   replace the configuration (see RELOAD below)
+//!   helpers: len(), name(svc), find(name), svc_names(), is_shutting_down(), waiting_for_orphans()
 //! ```
+//!
+//! A `Svc` is an index into `config().services` (sorted by name), so it is **only stable between
+//! reloads**: a reload that adds or removes a service that sorts before another shifts that
+//! one's index. Keep per-service state by name, and find the service of a process with
+//! `service_of_pid` (after a reload too) rather than with a `Svc` saved before it.
 //!
 //! How it works (dinit's shape): each service keeps what is *wanted* (`Want::Up`/`Down`) apart from
 //! what it *is* (`State`). Every event goes to one service's state machine (`service.rs`), and
@@ -90,6 +96,34 @@
 //! - **Automatic shutdown** (container, standalone; never in system mode): when no service has a
 //!   process, none waits on a timer (restart, start-delay) and no autostart on-demand service is
 //!   waiting for a connection. Stuck Blocked services and `autostart = false` ones don't count.
+//!
+//! RELOAD (`init reload`, SIGHUP; `add` and `remove` are reloads with one file more or less):
+//! - The reactor loads and validates the new set; an invalid set is rejected whole before it
+//!   gets here (design §4), so a service that `requires` one that is not loaded never arrives
+//!   through the loader. Handed one anyway, the supervisor stops it (before what it named, if
+//!   that is being removed) and keeps it Blocked "dependency db was removed" (or "... is not
+//!   loaded") until a reload brings db back.
+//! - **Unchanged** (equal `ServiceSpec`): state, pid, timers, counters untouched; the only thing
+//!   that can move one is its `requires` dependency being changed (below) or removed.
+//! - **Changed**, wanted up: restarted as by `init restart` (not touching what it conflicts with):
+//!   its `requires` dependents are stopped first, then it gets the stop signal and `wait` of the
+//!   spec its process was started with, then it starts with the new spec; a Failed or Exited one,
+//!   or one waiting on a backoff, starts again at once with its failures forgotten. Its old
+//!   references keep ordering the stop while its old process runs. Wanted down: it stays down,
+//!   unless it now has `autostart` and did not before.
+//! - **Removed**: wanted down (stopped in dependency order, its own signal, SIGKILL after its
+//!   `wait`) and gone from `config()`, `find` and `len()` at once. While it still has a process it
+//!   *retires*: it stays in the table after the live services (`Svc` >= `len()`), so its exit is
+//!   reaped as its own (`service_of_pid` says None; `handle` its `Exited` all the same) and its
+//!   group still gets SIGKILL. Retiring entries are dropped once none has a process, which never
+//!   shifts a live index. A service added back while its predecessor still retires takes that
+//!   entry over and starts once the old process has exited.
+//! - **Added**: started when `autostart` (and what it pulls in), as at boot.
+//! - What a changed or added service requires, start-after's or wants is pulled in; unchanged
+//!   services pull nothing new in (a stopped dependency stays stopped).
+//! - Refused during a shutdown (an empty `ReloadSummary`; nothing changes). Operator requests
+//!   (`Start`, `Stop`, `Restart`, `Ready`, `Unhealthy`) for an index >= `len()` are ignored.
+//! - `init start-all`/`stop-all` need no call of their own: `Start`/`Stop` for every service.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -194,6 +228,7 @@ pub enum Action {
     /// Spawn this service now.
     Spawn(Svc),
     /// kill(-pgid, signal) then kill(-pgid, SIGCONT); pgid == pid of the service's process.
+    /// `svc` is >= `len()` for a service a reload removed that is still stopping: go by `pid`.
     SignalGroup { svc: Svc, pid: i32, signal: i32 },
     /// Shutdown reached the orphans: as PID 1 only, kill(-1, signal); otherwise nothing to do.
     SignalOrphans { signal: i32 },
@@ -496,7 +531,7 @@ impl Supervisor {
     }
 
     pub fn status(&self, svc: Svc) -> ServiceStatus {
-        match self.svcs.get(svc) {
+        match self.svcs.get(svc).filter(|_| svc < self.len()) {
             Some(s) => {
                 ServiceStatus { state: s.state, pid: s.pid, reason: s.reason.clone(), restarts: s.restarts }
             }
@@ -630,8 +665,11 @@ impl Supervisor {
                     }
                 }
                 // Back while its removed predecessor is still stopping: it starts once that
-                // has stopped.
-                (Some(_), Some(s)) if s.pid.is_some() => (s, Change::Added),
+                // has stopped (its process is this entry's until then).
+                (Some(_), Some(mut s)) if s.pid.is_some() => {
+                    (s.fails, s.streak, s.restarts, s.note) = (0, 0, 0, None);
+                    (s, Change::Added)
+                }
                 _ => {
                     run = None;
                     (Service::new(), Change::Added)
@@ -884,7 +922,8 @@ impl Supervisor {
             }
             self.push(a);
             for &(b, e) in self.graph.deps.get(a).into_iter().flatten() {
-                let pulls = matches!(e, Edge::Requires | Edge::StartAfter | Edge::Wants);
+                let pulls =
+                    matches!(e, Edge::Requires | Edge::StartAfter | Edge::Wants) && self.current(a, b);
                 let needed = self
                     .svcs
                     .get(b)
@@ -894,6 +933,23 @@ impl Supervisor {
                 }
             }
         }
+    }
+
+    /// The edge from `a` to `b` comes from `a`'s configured spec, not only from the spec of an
+    /// old process a reload changed.
+    fn current(&self, a: Svc, b: Svc) -> bool {
+        if !self.running_spec.get(a).is_some_and(Option::is_some) {
+            return true;
+        }
+        let (Some(spec), Some(name)) = (self.config.services.get(a), self.spec(b).map(|s| s.name.as_str()))
+        else {
+            return false;
+        };
+        let d = &spec.deps;
+        [&d.requires, &d.start_after, &d.wants]
+            .into_iter()
+            .flatten()
+            .any(|n| crate::graph::normalize(n) == name)
     }
 
     /// Stop `b` and keep it down, with the reason it will show.

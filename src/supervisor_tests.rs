@@ -1249,6 +1249,30 @@ fn changed_service_that_dropped_a_requirement_still_stops_before_it() {
 }
 
 #[test]
+fn changed_service_pulls_in_what_its_new_spec_names_not_its_old_one() {
+    let mut old_dep = svc("old");
+    old_dep.autostart = false;
+    let mut new_dep = svc("new");
+    new_dep.autostart = false;
+    let mut s = Sim::with_mode(vec![new_dep.clone(), old_dep.clone(), svc("web")], Mode::System).boot();
+    s.event(Event::Stop { svc: s.id("web") });
+    s.exit("web", ExitStatus::Signal(15));
+    s.event(Event::Start { svc: s.id("web") });
+    let mut web = svc("web");
+    web.deps.wants = vec!["old".into()];
+    s.reload(vec![new_dep.clone(), old_dep.clone(), web]);
+    s.exit("web", ExitStatus::Signal(15));
+    assert_eq!((s.state("old"), s.state("web")), (State::Running, State::Running));
+    s.event(Event::Stop { svc: s.id("old") });
+    s.exit("old", ExitStatus::Signal(15));
+    let mut web = svc("web");
+    web.deps.wants = vec!["new".into()];
+    s.reload(vec![new_dep, old_dep, web]);
+    assert_eq!(s.state("new"), State::Running);
+    assert_eq!(s.state("old"), State::Inactive, "the old process's wants pull nothing in");
+}
+
+#[test]
 fn changed_service_that_failed_or_waits_on_a_backoff_runs_the_new_spec_now() {
     let mut a = svc("a");
     a.restart.attempts = 1;
