@@ -19,7 +19,8 @@
 //!   sup.summary() -> String         one line per service (status dump)
 //!   sup.config() -> &Config
 //!   sup.reload(config, now) -> ReloadSummary   replace the configuration (see RELOAD below)
-//!   helpers: len(), name(svc), find(name), svc_names(), is_shutting_down(), waiting_for_orphans()
+//!   helpers: len(), name(svc), find(name), svc_names(), name_of_pid(pid), is_shutting_down(),
+//!            waiting_for_orphans()
 //! ```
 //!
 //! A `Svc` is an index into `config().services` (sorted by name), so it is **only stable between
@@ -528,6 +529,12 @@ impl Supervisor {
     /// a reload removed that is still stopping (give its `Exited` to `handle` all the same).
     pub fn service_of_pid(&self, pid: i32) -> Option<Svc> {
         self.pids.get(&pid).copied().filter(|&a| a < self.len())
+    }
+
+    /// The name of the service whose process `pid` is, a removed one still stopping included
+    /// (for messages about its exit).
+    pub fn name_of_pid(&self, pid: i32) -> Option<&str> {
+        self.pids.get(&pid).and_then(|&a| self.spec(a)).map(|s| s.name.as_str())
     }
 
     pub fn status(&self, svc: Svc) -> ServiceStatus {

@@ -1104,6 +1104,7 @@ fn removed_service_is_stopped_its_late_exit_handled_then_it_is_gone() {
     assert_eq!(s.sup.len(), 1);
     assert_eq!(s.sup.svc_names().collect::<Vec<_>>(), vec!["web"]);
     assert_eq!(s.sup.service_of_pid(pa), None, "a retiring pid maps to no service");
+    assert_eq!(s.sup.name_of_pid(pa), Some("aaa"));
     assert_eq!(s.sup.service_of_pid(pw), Some(s.id("web")));
     assert_eq!(group_signals(&s, "aaa"), vec![(pa, 15)]);
     assert!(s.sup.summary().contains("aaa (removed) is stopping"), "{}", s.sup.summary());
@@ -1320,6 +1321,40 @@ fn service_back_while_its_removed_predecessor_stops_starts_after_it_exited() {
     assert_eq!(s.state("db"), State::Running);
     assert_eq!(spawn_count(&s, "db"), 2);
     assert_eq!(s.sup.config().services[s.id("db")].command.len(), 2);
+}
+
+#[test]
+fn reload_of_a_thousand_services_in_a_chain_changes_them_all() {
+    let names: Vec<String> = (0..1000).map(|i| format!("s{i:04}")).collect();
+    let specs = |extra: bool| -> Vec<ServiceSpec> {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let mut s = svc(n);
+                if i > 0 {
+                    s.deps.requires = vec![names[i - 1].clone()];
+                }
+                if extra {
+                    s.command.push("--v2".into());
+                }
+                s
+            })
+            .collect()
+    };
+    let mut s = Sim::with_mode(specs(false), Mode::System).boot();
+    let r = s.reload(specs(true));
+    assert_eq!(r.changed.len(), 1000);
+    // Most dependent first: answer each stop signal with an exit until everything runs again.
+    for _ in 0..1000 {
+        let stopping: Vec<i32> =
+            s.sup.svcs.iter().filter(|x| x.state == State::Stopping).filter_map(|x| x.pid).collect();
+        assert_eq!(stopping.len(), 1, "one at a time, in reverse order");
+        s.event(Event::Exited { pid: stopping[0], status: ExitStatus::Signal(15) });
+    }
+    assert!(s.sup.svcs.iter().all(|x| x.state == State::Running));
+    assert!(s.sup.config().services.iter().all(|x| x.command.len() == 2));
+    assert_eq!(s.log.iter().filter(|(_, a)| matches!(a, Action::Spawn(_))).count(), 2000);
 }
 
 #[test]
