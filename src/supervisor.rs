@@ -19,8 +19,7 @@
 //!   sup.summary() -> String         one line per service (status dump)
 //!   sup.config() -> &Config
 //!   sup.reload(config, now) -> ReloadSummary   replace the configuration (see RELOAD below)
-//!   helpers: len(), name(svc), find(name), svc_names(), name_of_pid(pid), is_shutting_down(),
-//!            waiting_for_orphans()
+//!   helpers: len(), name(svc), find(name), svc_names(), is_shutting_down(), waiting_for_orphans()
 //! ```
 //!
 //! A `Svc` is an index into `config().services` (sorted by name), so it is **only stable between
@@ -114,9 +113,9 @@
 //!   unless it now has `autostart` and did not before.
 //! - **Removed**: wanted down (stopped in dependency order, its own signal, SIGKILL after its
 //!   `wait`) and gone from `config()`, `find` and `len()` at once. While it still has a process it
-//!   *retires*: it stays in the table after the live services (`Svc` >= `len()`), so its exit is
-//!   reaped as its own (`service_of_pid` says None; `handle` its `Exited` all the same) and its
-//!   group still gets SIGKILL. Retiring entries are dropped once none has a process, which never
+//!   *retires*: it stays in the table after the live services (`Svc` >= `len()`; `service_of_pid`
+//!   and `SignalGroup` name such an index, `name` still works), so its exit is reaped as its own
+//!   and its group still gets SIGKILL after its wait. Retiring entries are dropped once none has a process, which never
 //!   shifts a live index. A service added back while its predecessor still retires takes that
 //!   entry over and starts once the old process has exited.
 //! - **Added**: started when `autostart` (and what it pulls in), as at boot.
@@ -525,16 +524,11 @@ impl Supervisor {
         }
     }
 
-    /// The service whose process `pid` is. None for orphans, and for the process of a service
-    /// a reload removed that is still stopping (give its `Exited` to `handle` all the same).
+    /// The service whose process `pid` is; None for orphans. For the process of a service a
+    /// reload removed that is still stopping, an index >= `len()`: `name` gives its old name,
+    /// `status` says "no such service", and its `Exited` must reach `handle` like any other.
     pub fn service_of_pid(&self, pid: i32) -> Option<Svc> {
-        self.pids.get(&pid).copied().filter(|&a| a < self.len())
-    }
-
-    /// The name of the service whose process `pid` is, a removed one still stopping included
-    /// (for messages about its exit).
-    pub fn name_of_pid(&self, pid: i32) -> Option<&str> {
-        self.pids.get(&pid).and_then(|&a| self.spec(a)).map(|s| s.name.as_str())
+        self.pids.get(&pid).copied()
     }
 
     pub fn status(&self, svc: Svc) -> ServiceStatus {

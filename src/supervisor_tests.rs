@@ -220,7 +220,7 @@ impl Sim {
                 .collect();
             let mut progressed = false;
             for (pid, signal) in signalled {
-                if self.sup.pids.contains_key(&pid) && (obey || signal == 9) {
+                if self.sup.service_of_pid(pid).is_some() && (obey || signal == 9) {
                     self.event(Event::Exited { pid, status: ExitStatus::Signal(signal) });
                     progressed = true;
                 }
@@ -1103,8 +1103,15 @@ fn removed_service_is_stopped_its_late_exit_handled_then_it_is_gone() {
     assert_eq!(s.sup.find("aaa"), None);
     assert_eq!(s.sup.len(), 1);
     assert_eq!(s.sup.svc_names().collect::<Vec<_>>(), vec!["web"]);
-    assert_eq!(s.sup.service_of_pid(pa), None, "a retiring pid maps to no service");
-    assert_eq!(s.sup.name_of_pid(pa), Some("aaa"));
+    // A retiring pid maps past the live services, under its old name.
+    let retiring = s.sup.service_of_pid(pa).unwrap();
+    assert!(retiring >= s.sup.len());
+    assert_eq!(s.sup.name(retiring), "aaa");
+    assert_eq!(s.sup.status(retiring).reason.as_deref(), Some("no such service"));
+    // Requests for it are ignored: it goes away all the same.
+    s.event(Event::Start { svc: retiring });
+    s.event(Event::Restart { svc: retiring });
+    assert_eq!(s.sup.svcs[retiring].want, Want::Down);
     assert_eq!(s.sup.service_of_pid(pw), Some(s.id("web")));
     assert_eq!(group_signals(&s, "aaa"), vec![(pa, 15)]);
     assert!(s.sup.summary().contains("aaa (removed) is stopping"), "{}", s.sup.summary());
@@ -1316,6 +1323,7 @@ fn service_back_while_its_removed_predecessor_stops_starts_after_it_exited() {
     assert_eq!(r.added, vec!["db".to_string()]);
     assert_eq!(s.sup.svcs.len(), 2, "the retiring entry is the new db's");
     assert_eq!((s.state("db"), s.sup.service_of_pid(pd)), (State::Stopping, Some(s.id("db"))));
+    assert_eq!(s.sup.len(), 2);
     assert_eq!(spawn_count(&s, "db"), 1);
     s.event(Event::Exited { pid: pd, status: ExitStatus::Signal(15) });
     assert_eq!(s.state("db"), State::Running);
