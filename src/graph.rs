@@ -1,7 +1,7 @@
 //! The dependency graph: names resolved to indices, missing references, cycles with their path,
 //! start order and reverse stop order. Pure; built once per loaded `Config`.
 
-use crate::spec::Config;
+use crate::spec::{Config, Deps};
 
 /// Index of a service in `Config::services`.
 pub type Svc = usize;
@@ -67,33 +67,60 @@ pub fn normalize(name: &str) -> &str {
 
 impl Graph {
     pub fn build(config: &Config) -> Graph {
-        let n = config.services.len();
-        let mut g = Graph { deps: vec![Vec::new(); n], dependents: vec![Vec::new(); n], missing: Vec::new() };
+        let mut g = Graph::with_len(config.services.len());
         for (a, s) in config.services.iter().enumerate() {
-            let d = &s.deps;
-            let lists: [(&[String], Edge); 7] = [
-                (&d.requires, Edge::Requires),
-                (&d.start_after, Edge::StartAfter),
-                (&d.after, Edge::After),
-                (&d.wants, Edge::Wants),
-                (&d.conflicts, Edge::Conflicts),
-                (&d.shutdown_after, Edge::ShutdownAfter),
-                (&d.die_if_failed, Edge::DieIfFailed),
-            ];
-            for (names, edge) in lists {
-                for name in names {
-                    match config.index_of(normalize(name)) {
-                        Some(b) => g.add(a, b, edge),
-                        None => g.missing.push(Missing { from: a, edge, name: name.clone() }),
+            g.add_deps(a, &s.deps, |name| config.index_of(name), true);
+        }
+        g.finish();
+        g
+    }
+
+    /// A graph of `n` services and no edges yet: fill it with `add_deps`, then call `finish`.
+    /// (The supervisor builds its table this way during a reload: services being removed and
+    /// the old references of changed ones keep ordering the stops.)
+    pub fn with_len(n: usize) -> Graph {
+        Graph { deps: vec![Vec::new(); n], dependents: vec![Vec::new(); n], missing: Vec::new() }
+    }
+
+    /// Adds the references of `deps` as edges from `a`, resolving names with `index_of` (given
+    /// names without `.toml`); a name it does not resolve is recorded in `missing` when
+    /// `report_missing`, else ignored.
+    pub fn add_deps(
+        &mut self,
+        a: Svc,
+        deps: &Deps,
+        index_of: impl Fn(&str) -> Option<Svc>,
+        report_missing: bool,
+    ) {
+        let d = deps;
+        let lists: [(&[String], Edge); 7] = [
+            (&d.requires, Edge::Requires),
+            (&d.start_after, Edge::StartAfter),
+            (&d.after, Edge::After),
+            (&d.wants, Edge::Wants),
+            (&d.conflicts, Edge::Conflicts),
+            (&d.shutdown_after, Edge::ShutdownAfter),
+            (&d.die_if_failed, Edge::DieIfFailed),
+        ];
+        for (names, edge) in lists {
+            for name in names {
+                match index_of(normalize(name)) {
+                    Some(b) => self.add(a, b, edge),
+                    None if report_missing => {
+                        self.missing.push(Missing { from: a, edge, name: name.clone() })
                     }
+                    None => {}
                 }
             }
         }
-        for list in g.deps.iter_mut().chain(g.dependents.iter_mut()) {
+    }
+
+    /// Sorts every edge list and drops duplicates.
+    pub fn finish(&mut self) {
+        for list in self.deps.iter_mut().chain(self.dependents.iter_mut()) {
             list.sort_unstable();
             list.dedup();
         }
-        g
     }
 
     fn add(&mut self, a: Svc, b: Svc, edge: Edge) {

@@ -298,6 +298,8 @@ impl Service {
                 None if self.state == Running => {
                     self.state = Inactive;
                     self.reason = self.note.take();
+                    // A restarted target is stopped now: it must not stop again once started.
+                    self.restart_requested = false;
                 }
                 None => {}
             },

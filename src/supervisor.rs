@@ -18,8 +18,14 @@
 //!   sup.why(svc) -> String          the chain of what blocks it, one line per service
 //!   sup.summary() -> String         one line per service (status dump)
 //!   sup.config() -> &Config
-//!   helpers: len(), name(svc), find(name), is_shutting_down(), waiting_for_orphans()
+//!   sup.reload(config, now) -> ReloadSummary   replace the configuration (see RELOAD below)
+//!   helpers: len(), name(svc), find(name), svc_names(), is_shutting_down(), waiting_for_orphans()
 //! ```
+//!
+//! A `Svc` is an index into `config().services` (sorted by name), so it is **only stable between
+//! reloads**: a reload that adds or removes a service that sorts before another shifts that
+//! one's index. Keep per-service state by name, and find the service of a process with
+//! `service_of_pid` (after a reload too) rather than with a `Svc` saved before it.
 //!
 //! How it works (dinit's shape): each service keeps what is *wanted* (`Want::Up`/`Down`) apart from
 //! what it *is* (`State`). Every event goes to one service's state machine (`service.rs`), and
@@ -90,13 +96,41 @@
 //! - **Automatic shutdown** (container, standalone; never in system mode): when no service has a
 //!   process, none waits on a timer (restart, start-delay) and no autostart on-demand service is
 //!   waiting for a connection. Stuck Blocked services and `autostart = false` ones don't count.
+//!
+//! RELOAD (`init reload`, SIGHUP; `add` and `remove` are reloads with one file more or less):
+//! - The reactor loads and validates the new set; an invalid set is rejected whole before it
+//!   gets here (design §4), so a service that `requires` one that is not loaded never arrives
+//!   through the loader. Handed one anyway, the supervisor stops it (before what it named, if
+//!   that is being removed) and keeps it Blocked "dependency db was removed" (or "... is not
+//!   loaded") until a reload brings db back.
+//! - **Unchanged** (equal `ServiceSpec`): state, pid, timers, counters untouched; the only thing
+//!   that can move one is its `requires` dependency being changed (below) or removed.
+//! - **Changed**, wanted up: restarted as by `init restart` (not touching what it conflicts with):
+//!   its `requires` dependents are stopped first, then it gets the stop signal and `wait` of the
+//!   spec its process was started with, then it starts with the new spec; a Failed or Exited one,
+//!   or one waiting on a backoff, starts again at once with its failures forgotten. Its old
+//!   references keep ordering the stop while its old process runs. Wanted down: it stays down,
+//!   unless it now has `autostart` and did not before.
+//! - **Removed**: wanted down (stopped in dependency order, its own signal, SIGKILL after its
+//!   `wait`) and gone from `config()`, `find` and `len()` at once. While it still has a process it
+//!   *retires*: it stays in the table after the live services (`Svc` >= `len()`; `service_of_pid`
+//!   and `SignalGroup` name such an index, `name` still works), so its exit is reaped as its own
+//!   and its group still gets SIGKILL after its wait. Retiring entries are dropped once none has a process, which never
+//!   shifts a live index. A service added back while its predecessor still retires takes that
+//!   entry over and starts once the old process has exited.
+//! - **Added**: started when `autostart` (and what it pulls in), as at boot.
+//! - What a changed or added service requires, start-after's or wants is pulled in; unchanged
+//!   services pull nothing new in (a stopped dependency stays stopped).
+//! - Refused during a shutdown (an empty `ReloadSummary`; nothing changes). Operator requests
+//!   (`Start`, `Stop`, `Restart`, `Ready`, `Unhealthy`) for an index >= `len()` are ignored.
+//! - `init start-all`/`stop-all` need no call of their own: `Start`/`Stop` for every service.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::graph::{Edge, Graph};
 use crate::service::{self, Input, Output, Service, Want};
-use crate::spec::{Config, Kind, StartMode};
+use crate::spec::{Config, Kind, ServiceSpec, StartMode};
 
 pub use crate::graph::Svc;
 
@@ -194,6 +228,7 @@ pub enum Action {
     /// Spawn this service now.
     Spawn(Svc),
     /// kill(-pgid, signal) then kill(-pgid, SIGCONT); pgid == pid of the service's process.
+    /// `svc` is >= `len()` for a service a reload removed that is still stopping: go by `pid`.
     SignalGroup { svc: Svc, pid: i32, signal: i32 },
     /// Shutdown reached the orphans: as PID 1 only, kill(-1, signal); otherwise nothing to do.
     SignalOrphans { signal: i32 },
@@ -246,15 +281,55 @@ struct Shutdown {
 enum Gate {
     Open,
     Wait(String, Svc),
-    Stuck(String, Svc),
+    /// None: what it needs is not in the configuration at all.
+    Stuck(String, Option<Svc>),
+}
+
+/// What a reload did, for the operator's reply and the log. Names in table order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadSummary {
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+    pub unchanged: usize,
+}
+
+impl ReloadSummary {
+    /// Nothing was added, changed or removed.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.changed.is_empty() && self.removed.is_empty()
+    }
+}
+
+/// How a reload classed one service of the new configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Same,
+    /// Its spec differs; `was_autostart`: the old one started at boot.
+    Changed {
+        was_autostart: bool,
+    },
+    /// New, or back while its removed predecessor was still stopping.
+    Added,
 }
 
 #[derive(Clone)]
 pub struct Supervisor {
+    /// The live services; `Svc` < `config.services.len()`.
     config: Config,
+    /// Over the whole table: live services, then the retiring ones.
     graph: Graph,
     mode: Mode,
+    /// The table: `config.services.len()` live services, then the *retiring* ones (removed by a
+    /// reload while they still had a process; dropped once none of them has one).
     svcs: Vec<Service>,
+    /// Per entry: the spec its current process was started with, when a reload changed it
+    /// (cleared when that process is gone) or removed it (retiring entries: always set).
+    running_spec: Vec<Option<ServiceSpec>>,
+    /// Per live service: a `requires`/`start-after` reference to a name that is not loaded.
+    lacks: Vec<Option<(String, Edge)>>,
+    /// Names removed by a reload (and not back), for the reason of what still names them.
+    removed: BTreeSet<String>,
     pids: HashMap<i32, Svc>,
     /// Every pending service timer, earliest first.
     timers: BTreeSet<(Instant, Svc)>,
@@ -268,13 +343,15 @@ pub struct Supervisor {
 
 impl Supervisor {
     pub fn new(config: Config, mode: Mode, _now: Instant) -> Supervisor {
-        let graph = Graph::build(&config);
         let n = config.services.len();
-        Supervisor {
+        let mut sup = Supervisor {
             config,
-            graph,
+            graph: Graph::default(),
             mode,
             svcs: vec![Service::new(); n],
+            running_spec: vec![None; n],
+            lacks: Vec::new(),
+            removed: BTreeSet::new(),
             pids: HashMap::new(),
             timers: BTreeSet::new(),
             actions: Vec::new(),
@@ -283,7 +360,9 @@ impl Supervisor {
             booted: false,
             stop_timeout: DEFAULT_STOP_TIMEOUT,
             shutdown: None,
-        }
+        };
+        sup.rebuild_graph();
+        sup
     }
 
     /// The clip for the whole shutdown (`--stop-timeout`).
@@ -295,16 +374,27 @@ impl Supervisor {
         &self.config
     }
 
+    /// The number of services (`Svc` is `0..len()`); removed services still stopping not counted.
     pub fn len(&self) -> usize {
-        self.svcs.len()
+        self.config.services.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.svcs.is_empty()
+        self.config.services.is_empty()
+    }
+
+    /// Every service's name, in `Svc` order (valid until the next reload).
+    pub fn svc_names(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        self.config.services.iter().map(|s| s.name.as_str())
     }
 
     pub fn name(&self, svc: Svc) -> &str {
-        self.config.services.get(svc).map_or("?", |s| s.name.as_str())
+        self.spec(svc).map_or("?", |s| s.name.as_str())
+    }
+
+    /// The spec `a` acts on (see `spec_of`).
+    fn spec(&self, a: Svc) -> Option<&ServiceSpec> {
+        spec_of(&self.config, &self.running_spec, a)
     }
 
     pub fn find(&self, name: &str) -> Option<Svc> {
@@ -343,6 +433,24 @@ impl Supervisor {
     }
 
     pub fn handle(&mut self, event: Event, now: Instant) {
+        // Requests about a removed service still stopping (or a stale index) are dropped.
+        let for_svc = match &event {
+            Event::Ready { svc }
+            | Event::Unhealthy { svc, .. }
+            | Event::Start { svc }
+            | Event::Stop { svc }
+            | Event::Restart { svc } => Some(*svc),
+            Event::Spawned { .. }
+            | Event::ExecOk { .. }
+            | Event::SpawnFailed { .. }
+            | Event::Exited { .. }
+            | Event::Shutdown { .. }
+            | Event::NoChildren => None,
+        };
+        if for_svc.is_some_and(|a| a >= self.len()) {
+            log::debug!("{event:?}: no such service");
+            return;
+        }
         match event {
             Event::Spawned { svc, pid } => self.step(svc, Input::Spawned(pid), now),
             Event::ExecOk { svc } => self.step(svc, Input::ExecOk, now),
@@ -416,12 +524,15 @@ impl Supervisor {
         }
     }
 
+    /// The service whose process `pid` is; None for orphans. For the process of a service a
+    /// reload removed that is still stopping, an index >= `len()`: `name` gives its old name,
+    /// `status` says "no such service", and its `Exited` must reach `handle` like any other.
     pub fn service_of_pid(&self, pid: i32) -> Option<Svc> {
         self.pids.get(&pid).copied()
     }
 
     pub fn status(&self, svc: Svc) -> ServiceStatus {
-        match self.svcs.get(svc) {
+        match self.svcs.get(svc).filter(|_| svc < self.len()) {
             Some(s) => {
                 ServiceStatus { state: s.state, pid: s.pid, reason: s.reason.clone(), restarts: s.restarts }
             }
@@ -467,7 +578,8 @@ impl Supervisor {
     }
 
     fn describe(&self, a: Svc, s: &Service) -> String {
-        let name = self.name(a);
+        let name =
+            if a < self.len() { self.name(a).to_string() } else { format!("{} (removed)", self.name(a)) };
         let pid = s.pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
         let reason = s.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
         match s.state {
@@ -491,6 +603,257 @@ impl Supervisor {
                 format!("{name} is inactive{reason}{hint}")
             }
         }
+    }
+
+    // ---- reload -----------------------------------------------------------------------------
+
+    /// Replaces the configuration (`init reload`, SIGHUP, `add`, `remove`: the reactor computes
+    /// the new `Config`, already validated; an invalid set never gets here). Every `Svc` the
+    /// caller holds is invalid afterwards: indices follow the new table (look up by name).
+    /// Refused during a shutdown (an empty summary, nothing changes). Call it between two
+    /// events, never between taking a `Spawn` and reporting its `Spawned`/`SpawnFailed`.
+    ///
+    /// - **unchanged** (same `ServiceSpec`): state, pid, timers and counters kept as they are;
+    /// - **changed**: when wanted up, restarted as by `init restart` (stopped with the signal and
+    ///   `wait` of the spec it was started with, then started with the new one; a failed or
+    ///   finished one is started again); its `requires` dependents restart with it. When down,
+    ///   it stays down unless it now has `autostart` and did not before;
+    /// - **removed**: stopped in dependency order like a stopped service, then forgotten;
+    /// - **added**: started when `autostart` (and what it pulls in), as at boot.
+    ///
+    /// What a changed or added service newly requires, start-after's or wants is pulled in;
+    /// unchanged services pull nothing new in.
+    pub fn reload(&mut self, new: Config, now: Instant) -> ReloadSummary {
+        let mut summary = ReloadSummary::default();
+        if self.shutdown.is_some() {
+            log::warn!("reload refused: shutting down");
+            return summary;
+        }
+        let old_n = self.len();
+        let old_config = std::mem::replace(&mut self.config, new);
+        let mut old_svcs: Vec<Option<Service>> =
+            std::mem::take(&mut self.svcs).into_iter().map(Some).collect();
+        let mut old_running = std::mem::take(&mut self.running_spec);
+        let mut old_index: HashMap<String, Svc> = HashMap::new();
+        for (a, r) in old_running.iter().enumerate().skip(old_n) {
+            if let Some(spec) = r {
+                old_index.insert(spec.name.clone(), a);
+            }
+        }
+        for (a, spec) in old_config.services.iter().enumerate() {
+            old_index.insert(spec.name.clone(), a);
+        }
+        // Old index -> new index, for every entry kept.
+        let mut map: Vec<Option<Svc>> = vec![None; old_svcs.len()];
+        let n = self.config.services.len();
+        let mut svcs = Vec::with_capacity(n);
+        let mut running = Vec::with_capacity(n);
+        let mut kinds = Vec::with_capacity(n);
+        for (i, spec) in self.config.services.iter().enumerate() {
+            let o = old_index.get(spec.name.as_str()).copied();
+            let old = o.and_then(|o| old_svcs.get_mut(o)).and_then(Option::take);
+            let mut run = o.and_then(|o| old_running.get_mut(o)).and_then(Option::take);
+            let (s, kind) = match (o, old) {
+                (Some(o), Some(s)) if o < old_n => {
+                    let was = old_config.services.get(o);
+                    if was == Some(spec) {
+                        (s, Change::Same)
+                    } else {
+                        if run.is_none() && s.pid.is_some() {
+                            run = was.cloned();
+                        }
+                        (s, Change::Changed { was_autostart: was.is_some_and(autostarts) })
+                    }
+                }
+                // Back while its removed predecessor is still stopping: it starts once that
+                // has stopped (its process is this entry's until then).
+                (Some(_), Some(mut s)) if s.pid.is_some() => {
+                    (s.fails, s.streak, s.restarts, s.note) = (0, 0, 0, None);
+                    (s, Change::Added)
+                }
+                _ => {
+                    run = None;
+                    (Service::new(), Change::Added)
+                }
+            };
+            if let Some(m) = o.and_then(|o| map.get_mut(o)) {
+                *m = Some(i);
+            }
+            svcs.push(s);
+            running.push(run);
+            kinds.push(kind);
+        }
+        // What is left of the old table was removed; what still has a process retires.
+        for (o, slot) in old_svcs.iter_mut().enumerate() {
+            let Some(s) = slot.take() else { continue };
+            let spec =
+                old_running.get_mut(o).and_then(Option::take).or_else(|| old_config.services.get(o).cloned());
+            let Some(spec) = spec else { continue };
+            if o < old_n {
+                summary.removed.push(spec.name.clone());
+                self.removed.insert(spec.name.clone());
+            }
+            if s.pid.is_some() {
+                if let Some(m) = map.get_mut(o) {
+                    *m = Some(svcs.len());
+                }
+                svcs.push(s);
+                running.push(Some(spec));
+            }
+        }
+        for spec in &self.config.services {
+            self.removed.remove(&spec.name);
+        }
+        let remap = |a: Svc| map.get(a).copied().flatten();
+        for s in &mut svcs {
+            s.blocked_on = s.blocked_on.and_then(remap);
+        }
+        // Actions not yet taken name old indices. A spawn for the old spec is cancelled.
+        let mut cancelled = Vec::new();
+        for act in std::mem::take(&mut self.actions) {
+            let act = match act {
+                Action::Spawn(o) => match remap(o) {
+                    Some(i) if kinds.get(i) == Some(&Change::Same) => Action::Spawn(i),
+                    Some(i) => {
+                        cancelled.push(i);
+                        continue;
+                    }
+                    None => continue,
+                },
+                Action::SignalGroup { svc, pid, signal } => match remap(svc) {
+                    Some(i) => Action::SignalGroup { svc: i, pid, signal },
+                    None => continue,
+                },
+                a @ (Action::SignalOrphans { .. } | Action::Exit(_)) => a,
+            };
+            self.actions.push(act);
+        }
+        for (i, s) in svcs.iter_mut().enumerate() {
+            let changed = kinds.get(i).is_some_and(|k| *k != Change::Same);
+            if (changed || cancelled.contains(&i)) && s.state == State::Starting && s.pid.is_none() {
+                s.state = State::Inactive;
+            }
+        }
+        self.pids = svcs.iter().enumerate().filter_map(|(a, s)| s.pid.map(|p| (p, a))).collect();
+        self.timers = svcs.iter().enumerate().filter_map(|(a, s)| s.timer.map(|(t, _)| (t, a))).collect();
+        self.queue.clear();
+        self.queued = vec![false; svcs.len()];
+        self.svcs = svcs;
+        self.running_spec = running;
+        self.rebuild_graph();
+
+        for (i, kind) in kinds.iter().enumerate() {
+            let name = self.name(i).to_string();
+            match *kind {
+                Change::Same => summary.unchanged += 1,
+                Change::Changed { was_autostart } => {
+                    summary.changed.push(name);
+                    self.reload_changed(i, was_autostart, now);
+                }
+                Change::Added => {
+                    summary.added.push(name);
+                    if self.booted && self.config.services.get(i).is_some_and(autostarts) {
+                        self.pull_up(i);
+                    }
+                }
+            }
+        }
+        for s in self.svcs.iter_mut().skip(n) {
+            s.want = Want::Down;
+            s.restart_requested = false;
+            s.note = Some("removed".to_string());
+        }
+        log::info!(
+            "reload: {} added, {} changed, {} removed, {} unchanged",
+            summary.added.len(),
+            summary.changed.len(),
+            summary.removed.len(),
+            summary.unchanged
+        );
+        self.push_all();
+        self.settle(now);
+        summary
+    }
+
+    /// A changed service: restarted when wanted up, as by `init restart` without touching
+    /// what it conflicts with; started when it newly has `autostart`.
+    fn reload_changed(&mut self, a: Svc, was_autostart: bool, now: Instant) {
+        let Some(s) = self.svcs.get(a) else { return };
+        if !self.booted {
+            return; // boot decides
+        }
+        if s.want == Want::Up {
+            let active = s.is_active();
+            // Active: stop (its own signal), then start again. Otherwise a failure or a
+            // pending backoff is forgotten so the new spec runs now.
+            self.step(a, Input::Reset, now);
+            if active && let Some(s) = self.svcs.get_mut(a) {
+                s.restart_requested = true;
+            }
+            self.pull_up(a);
+        } else if !was_autostart && self.config.services.get(a).is_some_and(autostarts) {
+            self.pull_up(a);
+        }
+    }
+
+    /// Builds the graph over the whole table: live services resolve names first, then the
+    /// retiring ones; a changed service's old references count while its old process runs.
+    fn rebuild_graph(&mut self) {
+        let n = self.svcs.len();
+        let live = self.config.services.len();
+        let mut names: HashMap<&str, Svc> = HashMap::with_capacity(n);
+        for a in (0..n).rev() {
+            if let Some(spec) = spec_of(&self.config, &self.running_spec, a) {
+                names.insert(spec.name.as_str(), a);
+            }
+        }
+        for (a, spec) in self.config.services.iter().enumerate() {
+            names.insert(spec.name.as_str(), a);
+        }
+        let index_of = |name: &str| names.get(name).copied();
+        let mut g = Graph::with_len(n);
+        for a in 0..n {
+            if let Some(spec) = self.config.services.get(a) {
+                g.add_deps(a, &spec.deps, index_of, true);
+            }
+            if let Some(Some(spec)) = self.running_spec.get(a) {
+                g.add_deps(a, &spec.deps, index_of, false);
+            }
+        }
+        g.finish();
+        let mut lacks: Vec<Option<(String, Edge)>> = vec![None; live];
+        // `requires` are added first, so a missing one wins over a missing `start-after`.
+        for m in &g.missing {
+            if matches!(m.edge, Edge::Requires | Edge::StartAfter)
+                && let Some(l @ None) = lacks.get_mut(m.from)
+            {
+                *l = Some((crate::graph::normalize(&m.name).to_string(), m.edge));
+            }
+        }
+        self.graph = g;
+        self.lacks = lacks;
+    }
+
+    /// Forgets the retiring services once none of them has a process left; true if it did.
+    fn drop_retired(&mut self) -> bool {
+        let n = self.len();
+        if self.svcs.len() <= n || self.svcs.iter().skip(n).any(|s| s.pid.is_some() || s.is_active()) {
+            return false;
+        }
+        self.svcs.truncate(n);
+        self.running_spec.truncate(n);
+        self.queued.truncate(n);
+        self.queue.retain(|&a| a < n);
+        self.timers.retain(|&(_, a)| a < n);
+        self.pids.retain(|_, a| *a < n);
+        for s in &mut self.svcs {
+            if s.blocked_on.is_some_and(|b| b >= n) {
+                s.blocked_on = None;
+            }
+        }
+        self.rebuild_graph();
+        self.push_all();
+        true
     }
 
     // ---- operator requests -------------------------------------------------------------------
@@ -546,6 +909,9 @@ impl Supervisor {
                 Some(x) if !*x => *x = true,
                 _ => continue,
             }
+            if a >= self.len() {
+                continue; // removed, still stopping
+            }
             let Some(s) = self.svcs.get_mut(a) else { continue };
             s.want = Want::Up;
             s.note = None;
@@ -557,7 +923,8 @@ impl Supervisor {
             }
             self.push(a);
             for &(b, e) in self.graph.deps.get(a).into_iter().flatten() {
-                let pulls = matches!(e, Edge::Requires | Edge::StartAfter | Edge::Wants);
+                let pulls =
+                    matches!(e, Edge::Requires | Edge::StartAfter | Edge::Wants) && self.current(a, b);
                 let needed = self
                     .svcs
                     .get(b)
@@ -567,6 +934,23 @@ impl Supervisor {
                 }
             }
         }
+    }
+
+    /// The edge from `a` to `b` comes from `a`'s configured spec, not only from the spec of an
+    /// old process a reload changed.
+    fn current(&self, a: Svc, b: Svc) -> bool {
+        if !self.running_spec.get(a).is_some_and(Option::is_some) {
+            return true;
+        }
+        let (Some(spec), Some(name)) = (self.config.services.get(a), self.spec(b).map(|s| s.name.as_str()))
+        else {
+            return false;
+        };
+        let d = &spec.deps;
+        [&d.requires, &d.start_after, &d.wants]
+            .into_iter()
+            .flatten()
+            .any(|n| crate::graph::normalize(n) == name)
     }
 
     /// Stop `b` and keep it down, with the reason it will show.
@@ -586,7 +970,8 @@ impl Supervisor {
     /// Feeds one input to one service and carries out what it answers.
     fn step(&mut self, a: Svc, input: Input, now: Instant) {
         let shutting = self.shutdown.is_some();
-        let (Some(spec), Some(s)) = (self.config.services.get(a), self.svcs.get_mut(a)) else {
+        let (Some(spec), Some(s)) = (spec_of(&self.config, &self.running_spec, a), self.svcs.get_mut(a))
+        else {
             return;
         };
         let before = key(s);
@@ -622,6 +1007,16 @@ impl Supervisor {
         if before != after {
             self.changed(a);
         }
+        // The process a reload changed is gone: from now on the new spec applies, and its old
+        // references no longer order anything.
+        let gone = self.svcs.get(a).is_some_and(|s| s.pid.is_none());
+        if gone && a < self.len() && self.running_spec.get(a).is_some_and(Option::is_some) {
+            if let Some(r) = self.running_spec.get_mut(a) {
+                *r = None;
+            }
+            self.rebuild_graph();
+            self.changed(a);
+        }
     }
 
     /// `a` failed for good: `[failure] strategy` and `die-if-failed`.
@@ -629,7 +1024,7 @@ impl Supervisor {
         let name = self.name(a).to_string();
         let reason = self.svcs.get(a).and_then(|s| s.reason.clone()).unwrap_or_default();
         log::warn!("{name}: failed: {reason}");
-        let strategy = self.config.services.get(a).map(|s| s.failure.strategy);
+        let strategy = self.spec(a).map(|s| s.failure.strategy);
         let dependents: Vec<(Svc, Edge)> = self.graph.dependents.get(a).cloned().unwrap_or_default();
         for &(d, e) in &dependents {
             let kills = e == Edge::DieIfFailed
@@ -694,6 +1089,9 @@ impl Supervisor {
     /// Drains the queue, then checks whether the shutdown moves on or should begin.
     fn settle(&mut self, now: Instant) {
         self.drain(now);
+        if self.drop_retired() {
+            self.drain(now);
+        }
         if self.shutdown.is_none() && self.nothing_left() {
             log::info!("no service left to run: shutting down");
             self.begin_shutdown(None, false, now);
@@ -756,7 +1154,7 @@ impl Supervisor {
                 }
                 match self.gate(a) {
                     Gate::Open => self.step(a, Input::Launch, now),
-                    Gate::Wait(reason, b) => self.block(a, reason, false, b, now),
+                    Gate::Wait(reason, b) => self.block(a, reason, false, Some(b), now),
                     Gate::Stuck(reason, b) => self.block(a, reason, true, b, now),
                 }
             }
@@ -772,9 +1170,9 @@ impl Supervisor {
         }
     }
 
-    fn block(&mut self, a: Svc, reason: String, stuck: bool, on: Svc, now: Instant) {
+    fn block(&mut self, a: Svc, reason: String, stuck: bool, on: Option<Svc>, now: Instant) {
         if let Some(s) = self.svcs.get_mut(a) {
-            s.blocked_on = Some(on);
+            s.blocked_on = on;
             if s.state == State::Blocked && s.stuck == stuck && s.reason.as_deref() == Some(&reason) {
                 return;
             }
@@ -793,7 +1191,7 @@ impl Supervisor {
 
     /// `b` counts as ready for a dependent linked by `edge`.
     fn ready(&self, b: Svc, edge: Edge) -> bool {
-        let (Some(s), Some(spec)) = (self.svcs.get(b), self.config.services.get(b)) else {
+        let (Some(s), Some(spec)) = (self.svcs.get(b), self.spec(b)) else {
             return false;
         };
         if s.must_stop {
@@ -821,6 +1219,9 @@ impl Supervisor {
 
     fn not_coming(&self, b: Svc) -> String {
         let name = self.name(b);
+        if b >= self.len() {
+            return format!("dependency {name} was removed");
+        }
         let Some(s) = self.svcs.get(b) else {
             return format!("dependency {name} is missing");
         };
@@ -839,6 +1240,9 @@ impl Supervisor {
 
     /// May `a` start now? Else who it waits for, and whether that can change by itself.
     fn gate(&self, a: Svc) -> Gate {
+        if let Some(Some((name, _))) = self.lacks.get(a) {
+            return Gate::Stuck(self.missing(name), None);
+        }
         let mut wait: Option<(String, Svc)> = None;
         for &(b, e) in self.graph.deps.get(a).into_iter().flatten() {
             match e {
@@ -849,7 +1253,7 @@ impl Supervisor {
                     if self.coming(b) {
                         wait.get_or_insert_with(|| (format!("waiting for {}", self.name(b)), b));
                     } else if e != Edge::After {
-                        return Gate::Stuck(self.not_coming(b), b);
+                        return Gate::Stuck(self.not_coming(b), Some(b));
                     }
                 }
                 Edge::Conflicts | Edge::Wants | Edge::ShutdownAfter | Edge::DieIfFailed => {}
@@ -867,10 +1271,10 @@ impl Supervisor {
                         (format!("waiting for {} to stop (conflicts)", self.name(b)), b)
                     });
                 } else {
-                    return Gate::Stuck(format!("conflicts with {}", self.name(b)), b);
+                    return Gate::Stuck(format!("conflicts with {}", self.name(b)), Some(b));
                 }
             } else if b < a && self.coming(b) {
-                return Gate::Stuck(format!("conflicts with {}", self.name(b)), b);
+                return Gate::Stuck(format!("conflicts with {}", self.name(b)), Some(b));
             }
         }
         match wait {
@@ -879,8 +1283,20 @@ impl Supervisor {
         }
     }
 
+    /// Why a reference to `name`, which is not loaded, holds a service.
+    fn missing(&self, name: &str) -> String {
+        if self.removed.contains(name) {
+            format!("dependency {name} was removed")
+        } else {
+            format!("dependency {name} is not loaded")
+        }
+    }
+
     /// A running `a` must stop because something it `requires` is going away for good.
     fn requires_gone(&self, a: Svc) -> bool {
+        if matches!(self.lacks.get(a), Some(Some((_, Edge::Requires)))) {
+            return true;
+        }
         self.graph.deps.get(a).into_iter().flatten().filter(|&&(_, e)| e == Edge::Requires).any(|&(b, _)| {
             self.svcs.get(b).is_some_and(|t| t.must_stop)
                 || (!self.ready(b, Edge::Requires) && !self.coming(b))
@@ -921,14 +1337,17 @@ impl Supervisor {
         if !self.booted || self.mode == Mode::System {
             return false;
         }
-        !self.svcs.iter().zip(&self.config.services).any(|(s, spec)| {
-            s.is_active()
-                || s.timer.is_some()
-                || (spec.start == StartMode::OnDemand
-                    && spec.autostart
-                    && spec.kind == Kind::Service
-                    && s.state != State::Failed)
-        })
+        // Retiring services count while they have a process.
+        let retiring = self.svcs.iter().skip(self.len()).any(Service::is_active);
+        !retiring
+            && !self.svcs.iter().zip(&self.config.services).any(|(s, spec)| {
+                s.is_active()
+                    || s.timer.is_some()
+                    || (spec.start == StartMode::OnDemand
+                        && spec.autostart
+                        && spec.kind == Kind::Service
+                        && s.state != State::Failed)
+            })
     }
 
     fn request_shutdown(&mut self, code: Option<i32>, now: Instant) {
@@ -1021,6 +1440,20 @@ impl Supervisor {
         let code = sd.code.unwrap_or(if failed { 1 } else { 0 });
         self.actions.push(Action::Exit(code));
     }
+}
+
+/// The spec entry `a` acts on: the one its process was started with when a reload changed or
+/// removed it, else the configured one. (A function of the fields, so `step` can borrow `svcs`.)
+fn spec_of<'a>(config: &'a Config, running: &'a [Option<ServiceSpec>], a: Svc) -> Option<&'a ServiceSpec> {
+    match running.get(a) {
+        Some(Some(spec)) => Some(spec),
+        _ => config.services.get(a),
+    }
+}
+
+/// Started at boot (and by a reload that adds it).
+fn autostarts(spec: &ServiceSpec) -> bool {
+    spec.autostart && spec.start == StartMode::Auto
 }
 
 /// What, when it changes, makes neighbours look again.

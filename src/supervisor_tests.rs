@@ -20,6 +20,12 @@ pub(super) struct Sim {
     pub log: Vec<(Duration, Action)>,
     /// Services whose fork "fails" (SpawnFailed without a pid).
     pub fork_fails: Vec<Svc>,
+    /// The specs it began with, sorted (the Reload words toggle them).
+    pub base: Vec<ServiceSpec>,
+    /// (time, name, action) for every action: indices change with a reload, names do not.
+    pub named: Vec<(Duration, String, Action)>,
+    /// Fill `named` (off in the exhaustive tests: cloning it at every step costs).
+    pub record_names: bool,
 }
 
 pub(super) fn svc(name: &str) -> ServiceSpec {
@@ -34,8 +40,19 @@ impl Sim {
     pub fn with_mode(mut specs: Vec<ServiceSpec>, mode: Mode) -> Sim {
         specs.sort_by(|a, b| a.name.cmp(&b.name));
         let t0 = Instant::now();
-        let sup = Supervisor::new(Config { services: specs }, mode, t0);
-        Sim { sup, t0, now: t0, next_pid: 100, auto_exec: true, log: Vec::new(), fork_fails: Vec::new() }
+        let sup = Supervisor::new(Config { services: specs.clone() }, mode, t0);
+        Sim {
+            sup,
+            t0,
+            now: t0,
+            next_pid: 100,
+            auto_exec: true,
+            log: Vec::new(),
+            fork_fails: Vec::new(),
+            base: specs,
+            named: Vec::new(),
+            record_names: true,
+        }
     }
 
     pub fn boot(mut self) -> Sim {
@@ -62,6 +79,13 @@ impl Sim {
             for a in actions {
                 self.check_action(&a);
                 self.log.push((self.at(), a.clone()));
+                let name = match a {
+                    Action::Spawn(x) | Action::SignalGroup { svc: x, .. } => self.sup.name(x).to_string(),
+                    Action::SignalOrphans { .. } | Action::Exit(_) => String::new(),
+                };
+                if self.record_names {
+                    self.named.push((self.at(), name, a.clone()));
+                }
                 if let Action::Spawn(svc) = a {
                     if self.fork_fails.contains(&svc) {
                         self.sup.handle(Event::SpawnFailed { svc, error: "fork: EAGAIN".into() }, self.now);
@@ -76,6 +100,19 @@ impl Sim {
                 }
             }
         }
+    }
+
+    /// Reloads with these specs (sorted here, as the loader does).
+    pub fn reload(&mut self, mut specs: Vec<ServiceSpec>) -> ReloadSummary {
+        specs.sort_by(|a, b| a.name.cmp(&b.name));
+        let r = self.sup.reload(Config { services: specs }, self.now);
+        self.run();
+        r
+    }
+
+    /// Actions taken for the service called `name` (a removed one included), in order.
+    pub fn actions_of(&self, name: &str) -> Vec<Action> {
+        self.named.iter().filter(|(_, n, _)| n == name).map(|(_, _, a)| a.clone()).collect()
     }
 
     pub fn event(&mut self, e: Event) {
@@ -967,6 +1004,425 @@ fn unused_ms_const_is_a_millisecond() {
     assert_eq!(MS.as_millis(), 1);
 }
 
+// ---- reload --------------------------------------------------------------------------------
+
+fn changed_command(mut s: ServiceSpec) -> ServiceSpec {
+    s.command.push("--new".into());
+    s
+}
+
+/// `SignalGroup` actions for `name`, as (pid, signal).
+fn group_signals(s: &Sim, name: &str) -> Vec<(i32, i32)> {
+    s.actions_of(name)
+        .iter()
+        .filter_map(|a| match a {
+            Action::SignalGroup { pid, signal, .. } => Some((*pid, *signal)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn spawn_count(s: &Sim, name: &str) -> usize {
+    s.actions_of(name).iter().filter(|a| matches!(a, Action::Spawn(_))).count()
+}
+
+#[test]
+fn reload_leaves_unchanged_services_untouched() {
+    let mut s =
+        Sim::new(vec![svc("a"), svc("b"), restarting(svc("c"), RestartStrategy::OnFailure, 100, 100, 0)]);
+    s = s.boot();
+    s.code("c", 1); // c waits on its backoff: that timer must survive too
+    let (pa, pb) = (s.pid("a"), s.pid("b"));
+    let before = (s.sup.status(s.id("a")), s.sup.status(s.id("b")), s.sup.status(s.id("c")));
+    let deadline = s.sup.next_deadline();
+    let acted = s.named.len();
+    let r = s.reload(vec![svc("a"), svc("b"), restarting(svc("c"), RestartStrategy::OnFailure, 100, 100, 0)]);
+    assert_eq!(r, ReloadSummary { unchanged: 3, ..ReloadSummary::default() });
+    assert!(r.is_empty());
+    assert_eq!(s.named.len(), acted, "a reload that changes nothing acts");
+    assert_eq!((s.sup.status(s.id("a")), s.sup.status(s.id("b")), s.sup.status(s.id("c"))), before);
+    assert_eq!(s.sup.next_deadline(), deadline);
+
+    let r = s.reload(vec![
+        svc("a"),
+        changed_command(svc("b")),
+        restarting(svc("c"), RestartStrategy::OnFailure, 100, 100, 0),
+    ]);
+    assert_eq!((r.changed, r.unchanged), (vec!["b".to_string()], 2));
+    assert_eq!(s.pid("a"), pa);
+    assert_eq!(s.actions_of("a").len(), 1, "only a's first spawn");
+    assert_eq!(group_signals(&s, "b"), vec![(pb, 15)]);
+    s.event(Event::Exited { pid: pb, status: ExitStatus::Signal(15) });
+    assert_ne!(s.pid("b"), pb);
+    // c's backoff still fires on time and restarts it.
+    s.advance(100 * MS);
+    assert_eq!(s.state("c"), State::Running);
+    assert_eq!(s.sup.status(s.id("c")).restarts, 1);
+}
+
+#[test]
+fn changed_service_is_stopped_with_its_old_signal_then_started_with_the_new_spec() {
+    let mut web = svc("web");
+    web.termination.signal = 2;
+    web.termination.wait = Duration::from_secs(3);
+    let mut s = Sim::new(vec![web.clone(), svc("x")]).boot();
+    let old = s.pid("web");
+    let mut new = changed_command(web);
+    new.termination.signal = 3;
+    let r = s.reload(vec![new.clone(), svc("x")]);
+    assert_eq!(r.changed, vec!["web".to_string()]);
+    // The old process gets the signal it was started with, and no spawn yet.
+    assert_eq!(group_signals(&s, "web"), vec![(old, 2)]);
+    assert_eq!(spawn_count(&s, "web"), 1);
+    assert_eq!(s.state("web"), State::Stopping);
+    // It ignores it: SIGKILL after its old wait (3 s).
+    s.advance(Duration::from_secs(2));
+    assert_eq!(group_signals(&s, "web").len(), 1);
+    s.advance(Duration::from_secs(1));
+    assert_eq!(group_signals(&s, "web"), vec![(old, 2), (old, 9)]);
+    s.event(Event::Exited { pid: old, status: ExitStatus::Signal(9) });
+    assert_eq!(spawn_count(&s, "web"), 2);
+    let id = s.id("web");
+    assert_eq!(s.sup.config().services[id].command, new.command);
+    assert_eq!(s.state("web"), State::Running);
+    assert_ne!(s.pid("web"), old);
+    // The new process is stopped with the new signal.
+    s.event(Event::Stop { svc: id });
+    assert_eq!(group_signals(&s, "web").last().map(|x| x.1), Some(3));
+}
+
+#[test]
+fn removed_service_is_stopped_its_late_exit_handled_then_it_is_gone() {
+    // "aaa" sorts first: removing it shifts web's index.
+    let mut aaa = svc("aaa");
+    aaa.termination.wait = Duration::from_secs(2);
+    let mut s = Sim::with_mode(vec![aaa, svc("web")], Mode::System).boot();
+    let (pa, pw) = (s.pid("aaa"), s.pid("web"));
+    let r = s.reload(vec![svc("web")]);
+    assert_eq!((r.removed, r.unchanged), (vec!["aaa".to_string()], 1));
+    assert_eq!(s.sup.find("aaa"), None);
+    assert_eq!(s.sup.len(), 1);
+    assert_eq!(s.sup.svc_names().collect::<Vec<_>>(), vec!["web"]);
+    // A retiring pid maps past the live services, under its old name.
+    let retiring = s.sup.service_of_pid(pa).unwrap();
+    assert!(retiring >= s.sup.len());
+    assert_eq!(s.sup.name(retiring), "aaa");
+    assert_eq!(s.sup.status(retiring).reason.as_deref(), Some("no such service"));
+    // Requests for it are ignored: it goes away all the same.
+    s.event(Event::Start { svc: retiring });
+    s.event(Event::Restart { svc: retiring });
+    assert_eq!(s.sup.svcs[retiring].want, Want::Down);
+    assert_eq!(s.sup.service_of_pid(pw), Some(s.id("web")));
+    assert_eq!(group_signals(&s, "aaa"), vec![(pa, 15)]);
+    assert!(s.sup.summary().contains("aaa (removed) is stopping"), "{}", s.sup.summary());
+    // Its group still gets SIGKILL after its wait.
+    s.advance(Duration::from_secs(2));
+    assert_eq!(group_signals(&s, "aaa"), vec![(pa, 15), (pa, 9)]);
+    // Its late exit disturbs nobody, and then it is gone.
+    s.event(Event::Exited { pid: pa, status: ExitStatus::Signal(9) });
+    assert_eq!((s.state("web"), s.pid("web")), (State::Running, pw));
+    assert_eq!(s.sup.svcs.len(), 1);
+    assert!(!s.sup.summary().contains("aaa"));
+    assert_eq!(s.sup.next_deadline(), None);
+    assert!(group_signals(&s, "web").is_empty());
+    // web's exit still reaches web.
+    s.code("web", 0);
+    assert_eq!(s.state("web"), State::Exited);
+}
+
+#[test]
+fn removed_service_without_a_process_is_forgotten_at_once() {
+    let mut m = svc("m");
+    m.autostart = false;
+    let mut s = Sim::with_mode(vec![m, svc("web")], Mode::System).boot();
+    let r = s.reload(vec![svc("web")]);
+    assert_eq!(r.removed, vec!["m".to_string()]);
+    assert_eq!(s.sup.svcs.len(), 1);
+    assert!(s.actions_of("m").is_empty());
+}
+
+#[test]
+fn new_services_start_when_autostart() {
+    let mut s = Sim::with_mode(vec![svc("web")], Mode::System).boot();
+    let pw = s.pid("web");
+    let mut manual = svc("manual");
+    manual.autostart = false;
+    let r = s.reload(vec![svc("aaa"), manual, svc("web")]);
+    assert_eq!(r.added, vec!["aaa".to_string(), "manual".to_string()]);
+    assert_eq!(s.state("aaa"), State::Running);
+    assert_eq!(s.state("manual"), State::Inactive);
+    assert_eq!((s.pid("web"), s.state("web")), (pw, State::Running));
+    // web's index moved from 0 to 2: its pid still maps to it, and its exit reaches it.
+    assert_eq!(s.id("web"), 2);
+    assert_eq!(s.sup.name(s.sup.service_of_pid(pw).unwrap()), "web");
+    s.code("web", 1);
+    assert_eq!(s.state("web"), State::Failed);
+    assert_eq!(s.state("aaa"), State::Running);
+}
+
+#[test]
+fn new_service_that_requires_a_running_one_starts_and_leaves_it_alone() {
+    let mut s = Sim::with_mode(vec![svc("db")], Mode::System).boot();
+    let pd = s.pid("db");
+    let mut api = requires(svc("api"), &["db"]);
+    api.deps.wants = vec!["cache".into()];
+    let mut cache = svc("cache");
+    cache.autostart = false;
+    let r = s.reload(vec![api, cache, svc("db")]);
+    assert_eq!(r.added.len(), 2);
+    assert_eq!(s.state("api"), State::Running);
+    assert_eq!(s.state("cache"), State::Running, "wants pulls it in");
+    assert_eq!(s.pid("db"), pd);
+    assert_eq!(s.actions_of("db").len(), 1);
+}
+
+#[test]
+fn new_service_requiring_a_stopped_one_pulls_it_in_first() {
+    let mut db = svc("db");
+    db.autostart = false;
+    db.ready = Ready::Notify;
+    let mut s = Sim::with_mode(vec![db.clone()], Mode::System).boot();
+    assert_eq!(s.state("db"), State::Inactive);
+    s.reload(vec![requires(svc("api"), &["db"]), db]);
+    assert_eq!((s.state("db"), s.state("api")), (State::Starting, State::Blocked));
+    s.event(Event::Ready { svc: s.id("db") });
+    assert_eq!(s.state("api"), State::Running);
+}
+
+/// The loader refuses a set where a service requires one that is not in it, and the reactor
+/// rejects such a reload whole; the supervisor still copes when handed one.
+#[test]
+fn removed_dependency_stops_its_requires_dependent_first_and_blocks_it() {
+    let mut s = Sim::with_mode(vec![svc("db"), requires(svc("web"), &["db"])], Mode::System).boot();
+    let (pd, pw) = (s.pid("db"), s.pid("web"));
+    s.reload(vec![requires(svc("web"), &["db"])]);
+    // web is stopped first; db waits for it.
+    assert_eq!(group_signals(&s, "web"), vec![(pw, 15)]);
+    assert!(group_signals(&s, "db").is_empty());
+    s.event(Event::Exited { pid: pw, status: ExitStatus::Signal(15) });
+    assert_eq!(group_signals(&s, "db"), vec![(pd, 15)]);
+    assert_eq!(s.state("web"), State::Blocked);
+    assert_eq!(s.reason("web"), "dependency db was removed");
+    s.event(Event::Exited { pid: pd, status: ExitStatus::Signal(15) });
+    assert_eq!(s.sup.svcs.len(), 1);
+    assert_eq!((s.state("web"), s.reason("web")), (State::Blocked, "dependency db was removed".to_string()));
+    assert!(s.sup.why(s.id("web")).contains("dependency db was removed"));
+    assert_eq!(spawn_count(&s, "web"), 1, "web must not start without db");
+    // db back: web starts again by itself once db is ready.
+    let r = s.reload(vec![svc("db"), requires(svc("web"), &["db"])]);
+    assert_eq!(r.added, vec!["db".to_string()]);
+    assert_eq!((s.state("db"), s.state("web")), (State::Running, State::Running));
+}
+
+#[test]
+fn removing_a_service_and_its_dependent_stops_them_in_order() {
+    let mut s = Sim::with_mode(vec![svc("db"), requires(svc("web"), &["db"]), svc("x")], Mode::System).boot();
+    let (pd, pw) = (s.pid("db"), s.pid("web"));
+    let r = s.reload(vec![svc("x")]);
+    assert_eq!(r.removed, vec!["db".to_string(), "web".to_string()]);
+    assert_eq!(group_signals(&s, "web"), vec![(pw, 15)]);
+    assert!(group_signals(&s, "db").is_empty(), "db before its dependent web");
+    s.event(Event::Exited { pid: pw, status: ExitStatus::Code(0) });
+    assert_eq!(group_signals(&s, "db"), vec![(pd, 15)]);
+    assert_eq!(s.sup.svcs.len(), 3, "db still stopping");
+    s.event(Event::Exited { pid: pd, status: ExitStatus::Code(0) });
+    assert_eq!(s.sup.svcs.len(), 1);
+}
+
+#[test]
+fn changed_dependency_restarts_its_requires_dependents_with_it() {
+    let mut s = Sim::with_mode(vec![svc("db"), requires(svc("web"), &["db"]), svc("x")], Mode::System).boot();
+    let (pd, pw, px) = (s.pid("db"), s.pid("web"), s.pid("x"));
+    s.reload(vec![changed_command(svc("db")), requires(svc("web"), &["db"]), svc("x")]);
+    assert_eq!(group_signals(&s, "web"), vec![(pw, 15)]);
+    assert!(group_signals(&s, "db").is_empty());
+    s.event(Event::Exited { pid: pw, status: ExitStatus::Signal(15) });
+    s.event(Event::Exited { pid: pd, status: ExitStatus::Signal(15) });
+    assert_eq!((s.state("db"), s.state("web")), (State::Running, State::Running));
+    assert_eq!((spawn_count(&s, "db"), spawn_count(&s, "web")), (2, 2));
+    assert_eq!(s.pid("x"), px);
+}
+
+#[test]
+fn changed_service_that_dropped_a_requirement_still_stops_before_it() {
+    // web's old process requires db; the new web does not, and db is removed.
+    let mut s = Sim::with_mode(vec![svc("db"), requires(svc("web"), &["db"])], Mode::System).boot();
+    let (pd, pw) = (s.pid("db"), s.pid("web"));
+    s.reload(vec![svc("web")]);
+    assert_eq!(group_signals(&s, "web"), vec![(pw, 15)]);
+    assert!(group_signals(&s, "db").is_empty());
+    s.event(Event::Exited { pid: pw, status: ExitStatus::Signal(15) });
+    assert_eq!(s.state("web"), State::Running, "the new web needs nothing");
+    assert_eq!(group_signals(&s, "db"), vec![(pd, 15)]);
+}
+
+#[test]
+fn changed_service_pulls_in_what_its_new_spec_names_not_its_old_one() {
+    let mut old_dep = svc("old");
+    old_dep.autostart = false;
+    let mut new_dep = svc("new");
+    new_dep.autostart = false;
+    let mut s = Sim::with_mode(vec![new_dep.clone(), old_dep.clone(), svc("web")], Mode::System).boot();
+    s.event(Event::Stop { svc: s.id("web") });
+    s.exit("web", ExitStatus::Signal(15));
+    s.event(Event::Start { svc: s.id("web") });
+    let mut web = svc("web");
+    web.deps.wants = vec!["old".into()];
+    s.reload(vec![new_dep.clone(), old_dep.clone(), web]);
+    s.exit("web", ExitStatus::Signal(15));
+    assert_eq!((s.state("old"), s.state("web")), (State::Running, State::Running));
+    s.event(Event::Stop { svc: s.id("old") });
+    s.exit("old", ExitStatus::Signal(15));
+    let mut web = svc("web");
+    web.deps.wants = vec!["new".into()];
+    s.reload(vec![new_dep, old_dep, web]);
+    assert_eq!(s.state("new"), State::Running);
+    assert_eq!(s.state("old"), State::Inactive, "the old process's wants pull nothing in");
+}
+
+#[test]
+fn changed_service_that_failed_or_waits_on_a_backoff_runs_the_new_spec_now() {
+    let mut a = svc("a");
+    a.restart.attempts = 1;
+    let b = restarting(svc("b"), RestartStrategy::OnFailure, 10_000, 10_000, 0);
+    let mut s = Sim::with_mode(vec![a.clone(), b.clone()], Mode::System).boot();
+    s.code("a", 1);
+    s.code("b", 1);
+    assert_eq!(s.state("a"), State::Failed);
+    assert!(s.reason("b").contains("restarting in"));
+    s.reload(vec![changed_command(a), changed_command(b)]);
+    assert_eq!((s.state("a"), s.state("b")), (State::Running, State::Running));
+    assert_eq!(s.at(), Duration::ZERO);
+}
+
+#[test]
+fn changed_service_that_is_stopped_stays_stopped_unless_newly_autostart() {
+    let mut s = Sim::with_mode(vec![svc("a"), svc("b")], Mode::System).boot();
+    s.event(Event::Stop { svc: s.id("a") });
+    s.exit("a", ExitStatus::Signal(15));
+    let mut b = svc("b");
+    b.autostart = false;
+    s.reload(vec![changed_command(svc("a")), b.clone()]);
+    assert_eq!(s.state("a"), State::Inactive);
+    s.exit("b", ExitStatus::Signal(15));
+    assert_eq!(s.state("b"), State::Running, "b was wanted up: restarted");
+    s.event(Event::Stop { svc: s.id("b") });
+    s.exit("b", ExitStatus::Signal(15));
+    let mut b2 = changed_command(b);
+    b2.autostart = true;
+    s.reload(vec![changed_command(svc("a")), b2]);
+    assert_eq!(s.state("b"), State::Running, "autostart now: started");
+}
+
+#[test]
+fn service_back_while_its_removed_predecessor_stops_starts_after_it_exited() {
+    let mut s = Sim::with_mode(vec![svc("db"), svc("x")], Mode::System).boot();
+    let pd = s.pid("db");
+    s.reload(vec![svc("x")]);
+    let r = s.reload(vec![changed_command(svc("db")), svc("x")]);
+    assert_eq!(r.added, vec!["db".to_string()]);
+    assert_eq!(s.sup.svcs.len(), 2, "the retiring entry is the new db's");
+    assert_eq!((s.state("db"), s.sup.service_of_pid(pd)), (State::Stopping, Some(s.id("db"))));
+    assert_eq!(s.sup.len(), 2);
+    assert_eq!(spawn_count(&s, "db"), 1);
+    s.event(Event::Exited { pid: pd, status: ExitStatus::Signal(15) });
+    assert_eq!(s.state("db"), State::Running);
+    assert_eq!(spawn_count(&s, "db"), 2);
+    assert_eq!(s.sup.config().services[s.id("db")].command.len(), 2);
+}
+
+#[test]
+fn reload_of_a_thousand_services_in_a_chain_changes_them_all() {
+    let names: Vec<String> = (0..1000).map(|i| format!("s{i:04}")).collect();
+    let specs = |extra: bool| -> Vec<ServiceSpec> {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let mut s = svc(n);
+                if i > 0 {
+                    s.deps.requires = vec![names[i - 1].clone()];
+                }
+                if extra {
+                    s.command.push("--v2".into());
+                }
+                s
+            })
+            .collect()
+    };
+    let mut s = Sim::with_mode(specs(false), Mode::System).boot();
+    let r = s.reload(specs(true));
+    assert_eq!(r.changed.len(), 1000);
+    // Most dependent first: answer each stop signal with an exit until everything runs again.
+    for _ in 0..1000 {
+        let stopping: Vec<i32> =
+            s.sup.svcs.iter().filter(|x| x.state == State::Stopping).filter_map(|x| x.pid).collect();
+        assert_eq!(stopping.len(), 1, "one at a time, in reverse order");
+        s.event(Event::Exited { pid: stopping[0], status: ExitStatus::Signal(15) });
+    }
+    assert!(s.sup.svcs.iter().all(|x| x.state == State::Running));
+    assert!(s.sup.config().services.iter().all(|x| x.command.len() == 2));
+    assert_eq!(s.log.iter().filter(|(_, a)| matches!(a, Action::Spawn(_))).count(), 2000);
+}
+
+#[test]
+fn reload_during_shutdown_is_refused() {
+    let mut s = Sim::new(vec![svc("a")]).boot();
+    s.event(Event::Shutdown { code: None });
+    let r = s.reload(vec![svc("a"), svc("b")]);
+    assert_eq!(r, ReloadSummary::default());
+    assert_eq!(s.sup.len(), 1);
+    assert_eq!(s.finish_shutdown(true), 0);
+}
+
+#[test]
+fn removing_every_service_in_a_container_shuts_down_once_they_stopped() {
+    let mut s = Sim::new(vec![svc("a")]).boot();
+    let pa = s.pid("a");
+    s.reload(vec![]);
+    assert!(!s.sup.is_shutting_down());
+    s.event(Event::Exited { pid: pa, status: ExitStatus::Signal(15) });
+    assert!(s.sup.is_shutting_down());
+    assert_eq!(s.finish_shutdown(true), 0);
+}
+
+#[test]
+fn shutdown_with_a_retiring_service_stops_it_too() {
+    let mut s = Sim::new(vec![svc("a"), svc("b")]).boot();
+    let pa = s.pid("a");
+    s.reload(vec![svc("b")]);
+    s.event(Event::Shutdown { code: None });
+    assert_eq!(s.finish_shutdown(false), 0);
+    assert!(group_signals(&s, "a").contains(&(pa, 9)));
+}
+
+#[test]
+fn pending_spawn_of_a_changed_service_is_cancelled_and_redone_with_the_new_spec() {
+    let mut m = svc("m");
+    m.autostart = false;
+    let mut s = Sim::with_mode(vec![m.clone(), svc("x")], Mode::System).boot();
+    // The operator's start is handled, but its Spawn is not taken yet when the reload comes.
+    s.sup.handle(Event::Start { svc: s.id("m") }, s.now);
+    let r = s.reload(vec![svc("aaa"), changed_command(m), svc("x")]);
+    assert_eq!(r.changed, vec!["m".to_string()]);
+    assert_eq!(spawn_count(&s, "m"), 1);
+    assert_eq!(s.state("m"), State::Running);
+    // x at boot, then aaa and the new m: the cancelled spawn never reached the reactor.
+    assert_eq!(s.log.iter().filter(|(_, a)| matches!(a, Action::Spawn(_))).count(), 3);
+}
+
+#[test]
+fn restart_of_a_running_target_starts_it_again_once() {
+    let mut t = requires(svc("t"), &["a"]);
+    t.kind = Kind::Target;
+    t.command = vec![];
+    let mut s = Sim::with_mode(vec![svc("a"), t], Mode::System).boot();
+    assert_eq!(s.state("t"), State::Running);
+    s.event(Event::Restart { svc: s.id("t") });
+    assert_eq!(s.state("t"), State::Running);
+    assert!(!s.sup.svcs[s.id("t")].restart_requested);
+}
+
 // ---- exhaustive ----------------------------------------------------------------------------
 
 impl Sim {
@@ -976,6 +1432,8 @@ impl Sim {
         match *a {
             Action::Spawn(x) => {
                 assert!(!sup.is_shutting_down(), "Spawn({x}) during shutdown");
+                assert!(x < sup.len(), "Spawn({x}) of a removed service");
+                assert!(sup.running_spec[x].is_none(), "Spawn({x}) with its old spec");
                 let s = &sup.svcs[x];
                 assert_eq!((s.state, s.pid), (State::Starting, None), "Spawn({x}) of {s:?}");
                 for &(b, e) in &sup.graph.deps[x] {
@@ -1019,7 +1477,14 @@ impl Sim {
         let shutting = sup.is_shutting_down();
         let mut seen = std::collections::HashSet::new();
         for (a, s) in sup.svcs.iter().enumerate() {
-            let spec = &sup.config.services[a];
+            let spec = sup.spec(a).unwrap();
+            if a >= sup.len() {
+                assert_eq!(s.want, Want::Down, "retiring {a} wanted up");
+                assert!(sup.running_spec[a].is_some(), "retiring {a} without its spec");
+                assert!(sup.find(&spec.name).is_none(), "retiring {a} also live");
+            } else if sup.running_spec[a].is_some() {
+                assert!(s.pid.is_some(), "{a} keeps its old spec without a process");
+            }
             if let Some(p) = s.pid {
                 assert!(seen.insert(p), "pid {p} held twice");
                 assert_eq!(sup.pids.get(&p), Some(&a), "pid map out of date for {a}");
@@ -1078,6 +1543,12 @@ impl Sim {
             assert_eq!(sup.svcs[a].timer.map(|x| x.0), Some(t), "stale timer entry for {a}");
         }
         assert_eq!(sup.pids.len(), seen.len(), "pid map has extra entries");
+        let n = sup.svcs.len();
+        assert_eq!((sup.running_spec.len(), sup.queued.len(), sup.graph.len()), (n, n, n));
+        assert_eq!(sup.lacks.len(), sup.len());
+        if !sup.svcs.iter().skip(sup.len()).any(Service::is_active) {
+            assert_eq!(n, sup.len(), "retired entries not dropped");
+        }
         assert!(self.exits().len() <= 1);
         if !self.exits().is_empty() {
             assert_eq!(sup.next_deadline(), None, "a deadline after Exit");
@@ -1086,8 +1557,10 @@ impl Sim {
 
     /// Applies vocabulary word `w`; None when it does not apply in this state.
     fn word(&mut self, w: usize) -> Option<String> {
-        let n = self.sup.svcs.len();
-        let live: Vec<(Svc, i32)> = (0..n).filter_map(|i| self.sup.svcs[i].pid.map(|p| (i, p))).collect();
+        // Processes of removed services still stopping are in `svcs` too, after the live ones.
+        let all = self.sup.svcs.len();
+        let live: Vec<(Svc, i32)> = (0..all).filter_map(|i| self.sup.svcs[i].pid.map(|p| (i, p))).collect();
+        let n = self.sup.len();
         let starting =
             (0..n).find(|&i| self.sup.svcs[i].state == State::Starting && self.sup.svcs[i].pid.is_some());
         let (desc, e) = match w {
@@ -1104,7 +1577,7 @@ impl Sim {
             4 => starting.map(|svc| (format!("ready({svc})"), Event::Ready { svc }))?,
             5 => ("stop(0)".into(), Event::Stop { svc: 0 }),
             6 => ("start(0)".into(), Event::Start { svc: 0 }),
-            7 => (format!("restart({})", n - 1), Event::Restart { svc: n - 1 }),
+            7 => (format!("restart({})", n.checked_sub(1)?), Event::Restart { svc: n - 1 }),
             8 => ("shutdown".into(), Event::Shutdown { code: None }),
             9 => {
                 return self.fire_next().then(|| "fire".to_string());
@@ -1125,6 +1598,31 @@ impl Sim {
                     Event::SpawnFailed { svc, error: "unable to exec: ENOENT".into() },
                 )
             })?,
+            14 => {
+                // Change the last service's command (back and forth).
+                let mut specs = self.sup.config().services.clone();
+                let last = specs.last_mut()?;
+                if last.command.len() > 1 {
+                    last.command.truncate(1);
+                } else {
+                    last.command.push("--changed".into());
+                }
+                let name = last.name.clone();
+                self.reload(specs);
+                return Some(format!("reload(change {name})"));
+            }
+            15 => {
+                // Remove the first service of the original set, or bring it back.
+                let first = self.base.first()?.clone();
+                let mut specs = self.sup.config().services.clone();
+                let had = specs.iter().any(|s| s.name == first.name);
+                specs.retain(|s| s.name != first.name);
+                if !had {
+                    specs.push(first.clone());
+                }
+                self.reload(specs);
+                return Some(format!("reload({} {})", if had { "remove" } else { "add" }, first.name));
+            }
             _ => return None,
         };
         self.event(e);
@@ -1132,11 +1630,12 @@ impl Sim {
     }
 }
 
-const WORDS: usize = 14;
+/// The vocabulary: words 14 and 15 are reloads.
+const WORDS: usize = 16;
 
 /// Every sequence of up to `depth` words from boot; invariants after each step; and from every
 /// reached state, a shutdown (processes that die only of SIGKILL) must end in exactly one Exit.
-fn explore(sim: &Sim, depth: usize, path: &mut Vec<String>, count: &mut usize) {
+fn explore(sim: &Sim, depth: usize, words: usize, path: &mut Vec<String>, count: &mut usize) {
     let mut end = sim.clone();
     if !end.sup.is_shutting_down() {
         end.event(Event::Shutdown { code: None });
@@ -1153,7 +1652,7 @@ fn explore(sim: &Sim, depth: usize, path: &mut Vec<String>, count: &mut usize) {
     if depth == 0 {
         return;
     }
-    for w in 0..WORDS {
+    for w in 0..words {
         let mut next = sim.clone();
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let d = next.word(w);
@@ -1166,7 +1665,7 @@ fn explore(sim: &Sim, depth: usize, path: &mut Vec<String>, count: &mut usize) {
             Ok(Some(d)) => {
                 *count += 1;
                 path.push(d);
-                explore(&next, depth - 1, path, count);
+                explore(&next, depth - 1, words, path, count);
                 path.pop();
             }
             Ok(None) => {}
@@ -1177,14 +1676,15 @@ fn explore(sim: &Sim, depth: usize, path: &mut Vec<String>, count: &mut usize) {
 
 /// In container mode (init shuts down by itself when nothing is left) and in system mode (it
 /// never does, so a service waiting in silence would stay visible).
-fn exhaustive(specs: Vec<ServiceSpec>) -> usize {
+fn exhaustive(specs: Vec<ServiceSpec>, words: usize) -> usize {
     let mut count = 0;
     for mode in [Mode::Container, Mode::System] {
         let mut sim = Sim::with_mode(specs.clone(), mode);
         sim.auto_exec = false;
+        sim.record_names = false;
         let sim = sim.boot();
         sim.check();
-        explore(&sim, 4, &mut Vec::new(), &mut count);
+        explore(&sim, 4, words, &mut Vec::new(), &mut count);
     }
     count
 }
@@ -1200,7 +1700,7 @@ fn exhaustive_requires_oneshot_after() {
     let mut side = svc("side");
     side.deps.after = vec!["web".into()];
     side.termination.signal = 2;
-    let n = exhaustive(vec![db, migrate, side, web]);
+    let n = exhaustive(vec![db, migrate, side, web], WORDS);
     assert!(n > 5000, "only {n} steps explored");
 }
 
@@ -1223,7 +1723,7 @@ fn exhaustive_conflicts_wants_target_notify() {
     w.deps.die_if_failed = vec!["m".into()];
     w.deps.shutdown_after = vec!["b".into()];
     w.restart.strategy = RestartStrategy::OnFailure;
-    let n = exhaustive(vec![a, b, m, t, w]);
+    let n = exhaustive(vec![a, b, m, t, w], WORDS);
     assert!(n > 5000, "only {n} steps explored");
 }
 
@@ -1235,7 +1735,8 @@ fn exhaustive_failure_shutdown_strategy() {
     let mut b = oneshot(svc("b"));
     b.deps.start_after = vec!["a".into()];
     let c = requires(svc("c"), &["b"]);
-    exhaustive(vec![a, b, c]);
+    // Without the two reload words: this one is about the shutdown strategy.
+    exhaustive(vec![a, b, c], WORDS - 2);
 }
 
 /// Longer random walks over the same vocabulary (deterministic seed), same invariants.
@@ -1279,6 +1780,7 @@ fn random_walks_keep_the_invariants() {
             for _ in 0..300 {
                 let mut sim = Sim::with_mode(specs.clone(), mode);
                 sim.auto_exec = false;
+                sim.record_names = false;
                 let mut sim = sim.boot();
                 let mut path = Vec::new();
                 for _ in 0..40 {
