@@ -91,8 +91,11 @@ fn supervise(run: Run, pid1: bool, inherited: signals::Inherited) -> ExitCode {
     }
     let mut config = loaded.config;
     let mut main = None;
+    let mut extra = Vec::new();
     if !run.command.is_empty() {
-        main = Some(add_main_command(&mut config, &run.command));
+        let name = add_main_command(&mut config, &run.command);
+        extra.extend(config.index_of(&name).and_then(|i| config.services.get(i)).cloned());
+        main = Some(name);
     }
     // As a system's PID 1 an empty set is no reason to stop: the loop waits for a signal
     // (Ctrl-Alt-Del, SIGTERM) and then powers off.
@@ -109,6 +112,7 @@ fn supervise(run: Run, pid1: bool, inherited: signals::Inherited) -> ExitCode {
         nofile,
         socket: Some(control::socket_path(run.socket.as_deref(), &|k| std::env::var(k).ok(), sys::getuid())),
         config_dirs: dirs,
+        extra,
     };
     let outcome = match reactor::Reactor::new(config, opts) {
         Ok(r) => r.run(),

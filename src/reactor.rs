@@ -45,6 +45,8 @@ pub struct Options {
     pub socket: Option<PathBuf>,
     /// Where `reload` reads the services from (and `add` copies files to: the first one).
     pub config_dirs: Vec<PathBuf>,
+    /// Services that come from the command line (`-- CMD`), kept across reloads.
+    pub extra: Vec<ServiceSpec>,
 }
 
 /// How the loop ended.
@@ -913,6 +915,9 @@ impl Reactor {
     }
 
     fn reload_config(&mut self) -> Result<Vec<String>, Failure> {
+        if self.sup.is_shutting_down() {
+            return Err(Failure::new(ErrCode::Unavailable, "shutting down: reload refused"));
+        }
         let dirs = self.opts.config_dirs.clone();
         let opts = config::LoadOptions { check: false, root: None, env: std::env::vars().collect() };
         let loaded = config::load(&dirs, &opts);
@@ -925,12 +930,127 @@ impl Reactor {
         if !errors.is_empty() {
             let mut f = Failure::new(
                 ErrCode::Invalid,
-                format!("{} errors: the running set is unchanged", errors.len()),
+                format!("{} error(s): the running set is unchanged", errors.len()),
             );
             f.details = errors;
             return Err(f);
         }
-        Err(Failure::new(ErrCode::Unsupported, "reload is not supported by this build yet"))
+        let mut config = loaded.config;
+        for extra in &self.opts.extra {
+            if config.index_of(&extra.name).is_none() {
+                config.services.push(extra.clone());
+            }
+        }
+        config.services.sort_by(|a, b| a.name.cmp(&b.name));
+        let now = Instant::now();
+        let mut new_monitors = monitors_for(&config, now);
+        let summary = self.sup.reload(config, now);
+        // Per-service state follows the names: removed ones lose theirs, changed ones get the
+        // new health check (it starts probing at the next spawn).
+        for name in summary.removed.iter().chain(&summary.changed) {
+            self.stop_probing(name);
+            self.monitors.remove(name);
+            if let Some(sock) = self.notify.remove(name) {
+                self.poller.remove(sock.as_fd());
+            }
+            self.drop_ready_pipe(name);
+        }
+        for name in &summary.removed {
+            self.notify_status.remove(name);
+            self.sinks.retain(|(n, _), _| n != name);
+        }
+        for name in summary.added.iter().chain(&summary.changed) {
+            if let Some(m) = new_monitors.remove(name) {
+                self.monitors.insert(name.clone(), m);
+            }
+        }
+        let list = |v: &[String]| if v.is_empty() { "none".to_string() } else { v.join(", ") };
+        Ok(vec![format!(
+            "added {}; changed {}; removed {}; {} unchanged",
+            list(&summary.added),
+            list(&summary.changed),
+            list(&summary.removed),
+            summary.unchanged
+        )])
+    }
+
+    /// `init add FILE`: the file is validated, copied into the first config directory, and the
+    /// configuration reloaded. An existing name is an error (409), never a replacement.
+    fn add_file(&mut self, path: &str) -> Result<Vec<String>, Failure> {
+        let src = std::path::Path::new(path);
+        let text = std::fs::read_to_string(src)
+            .map_err(|e| Failure::new(ErrCode::BadRequest, format!("cannot read {path}: {e}")))?;
+        let opts = config::LoadOptions { check: false, root: None, env: std::env::vars().collect() };
+        let (spec, diags) = config::parse_service(src, &text, &opts);
+        let errors: Vec<String> =
+            diags.iter().filter(|d| d.severity == config::Severity::Error).map(ToString::to_string).collect();
+        let Some(spec) = spec.filter(|_| errors.is_empty()) else {
+            let mut f = Failure::new(ErrCode::Invalid, format!("{path} is not a valid service file"));
+            f.details = errors;
+            return Err(f);
+        };
+        if self.sup.find(&spec.name).is_some() {
+            return Err(Failure::new(
+                ErrCode::Conflict,
+                format!("a service named {:?} exists already", spec.name),
+            ));
+        }
+        let dir =
+            self.opts.config_dirs.first().filter(|d| d.is_dir()).ok_or_else(|| {
+                Failure::new(ErrCode::Unsupported, "no config directory to add the file to")
+            })?;
+        let file = src
+            .file_name()
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| format!("{}.toml", spec.name).into());
+        let dest = dir.join(file);
+        if dest.exists() {
+            return Err(Failure::new(ErrCode::Conflict, format!("{} exists already", dest.display())));
+        }
+        std::fs::write(&dest, &text)
+            .map_err(|e| Failure::new(ErrCode::Internal, format!("cannot write {}: {e}", dest.display())))?;
+        match self.reload_config() {
+            Ok(mut lines) => {
+                lines.insert(0, format!("added {} as {}", spec.name, dest.display()));
+                Ok(lines)
+            }
+            Err(f) => {
+                // The new file broke the set (e.g. a cycle with the others): take it back.
+                let _ = std::fs::remove_file(&dest);
+                Err(f)
+            }
+        }
+    }
+
+    /// `init remove NAME`: stops the service and deletes its file.
+    fn remove_service(&mut self, name: &str) -> Result<Vec<String>, Failure> {
+        let svc = self
+            .sup
+            .find(name)
+            .ok_or_else(|| Failure::new(ErrCode::NotFound, format!("no service named {name:?}")))?;
+        let file = self.sup.config().services.get(svc).map(|s| s.file.clone()).unwrap_or_default();
+        if file.as_os_str().is_empty() {
+            return Err(Failure::new(
+                ErrCode::Conflict,
+                format!("{name} has no file (the command line's service)"),
+            ));
+        }
+        let text = std::fs::read(&file).ok();
+        std::fs::remove_file(&file)
+            .map_err(|e| Failure::new(ErrCode::Internal, format!("cannot delete {}: {e}", file.display())))?;
+        match self.reload_config() {
+            Ok(mut lines) => {
+                lines.insert(0, format!("removed {name} ({} deleted)", file.display()));
+                Ok(lines)
+            }
+            Err(f) => {
+                // The set without it is invalid (something requires it): put the file back.
+                if let Some(t) = text {
+                    let _ = std::fs::write(&file, t);
+                }
+                Err(f)
+            }
+        }
     }
 }
 
@@ -1101,9 +1221,8 @@ impl Host for ReactorHost<'_> {
                 Ok(vec![if reboot { "rebooting".into() } else { "powering off".into() }])
             }
             Request::Reload => self.r.reload_config(),
-            Request::Add { .. } | Request::Remove { .. } => {
-                Err(Failure::new(ErrCode::Unsupported, "add and remove are not supported by this build yet"))
-            }
+            Request::Add { path } => self.r.add_file(path),
+            Request::Remove { name } => self.r.remove_service(name),
             other => Err(Failure::new(ErrCode::BadRequest, format!("unexpected request {}", other.verb()))),
         }
     }
