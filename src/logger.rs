@@ -28,9 +28,9 @@ impl Log for Logger {
             let _ = write!(line, "[{:5}.{:03}] ", now.tv_sec, now.tv_nsec / 1_000_000);
         }
         let level = match r.level() {
-            Level::Error => "error: ",
-            Level::Warn => "warning: ",
-            Level::Info => "",
+            // The message grammar is `init: web: unable to exec /x: ...` (design §3): errors,
+            // warnings and news read the same; only the chatty levels are tagged.
+            Level::Error | Level::Warn | Level::Info => "",
             Level::Debug => "debug: ",
             Level::Trace => "trace: ",
         };

@@ -397,9 +397,13 @@ impl Reactor {
         }
     }
 
+    /// SIGUSR1/SIGUSR2 in a container: one line per service, `NAME: State pid N (reason)`.
     fn dump_status(&self) {
-        for line in self.sup.summary().lines() {
-            log::info!("{line}");
+        for svc in 0..self.sup.len() {
+            let st = self.sup.status(svc);
+            let pid = st.pid.map(|p| format!(" pid {p}")).unwrap_or_default();
+            let reason = st.reason.map(|r| format!(" ({r})")).unwrap_or_default();
+            log::info!("{}: {:?}{pid}{reason}", self.sup.name(svc), st.state);
         }
     }
 

@@ -418,7 +418,6 @@ fn missing_binary_fails_that_service_only() {
 /// The message grammar of DESIGN.md §3/STYLE.md, exactly: `init: web: unable to exec ...`, with no
 /// level word between `init:` and the service name.
 #[test]
-#[ignore = "bug: the line reads `init: error: nope: unable to exec ...` (logger adds `error: `); issue 4 and STYLE.md give `init: web: unable to exec ...`"]
 fn missing_binary_message_has_the_exact_grammar() {
     let Some(_) = pidns_prereqs() else { return };
     let r = rootfs();
