@@ -8,6 +8,7 @@ pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod graph;
+pub mod health;
 pub mod service;
 pub mod spec;
 pub mod supervisor;
@@ -16,7 +17,9 @@ pub mod validate;
 // Effects: the only code that touches the OS.
 pub mod logbuf;
 pub mod logger;
+pub mod notify;
 pub mod pid1;
+pub mod probe;
 pub mod reactor;
 pub mod signals;
 pub mod spawn;
