@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{QUICK, SLOW, TempDir, busybox, init_bin, is_root, poll_until, run_cmd, run_init, skip_or_fail, which};
+use common::{
+    QUICK, SLOW, TempDir, busybox, init_bin, is_root, poll_until, run_cmd, run_init, skip_or_fail, which,
+};
 
 const DOCKER_STOP_GRACE_S: u64 = 5;
 
@@ -93,7 +95,9 @@ impl Engine {
             .spawn()
             .map_err(|e| format!("cannot run dockerd: {e}"))?;
         let mut engine = Engine { host: Some(host.clone()), own: Some((child, dir)) };
-        if poll_until(SLOW, || Self::answers(Some(&host)) || engine.own_exited()) && Self::answers(Some(&host)) {
+        if poll_until(SLOW, || Self::answers(Some(&host)) || engine.own_exited())
+            && Self::answers(Some(&host))
+        {
             eprintln!("started a private dockerd: {host}");
             return Ok(engine);
         }
@@ -154,9 +158,21 @@ impl Drop for Cleanup<'_> {
                     );
                 }
             }
-            let _ = self.engine.docker().args(["rm", "-f", id]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+            let _ = self
+                .engine
+                .docker()
+                .args(["rm", "-f", id])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
         }
-        let _ = self.engine.docker().args(["rmi", "-f", &self.image]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        let _ = self
+            .engine
+            .docker()
+            .args(["rmi", "-f", &self.image])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
@@ -240,7 +256,12 @@ fn docker_scratch_image_runs_logs_reports_health_and_stops_cleanly() {
 
     // Every service's output, prefixed with its name: web's banner and its request log (stderr),
     // worker's fetch of web's page (it starts only once web is healthy).
-    let wanted = ["web: serving /srv/www on :8080", "worker: started: web is up", "worker: web says: hello from ankh", "web: 127.0.0.1:"];
+    let wanted = [
+        "web: serving /srv/www on :8080",
+        "worker: started: web is up",
+        "worker: web says: hello from ankh",
+        "web: 127.0.0.1:",
+    ];
     let all_there = poll_until(SLOW, || {
         let l = logs(&engine, &id);
         wanted.iter().all(|w| l.contains(w))
@@ -265,8 +286,14 @@ fn docker_scratch_image_runs_logs_reports_health_and_stops_cleanly() {
     eprintln!("MEASURE docker stop -t {DOCKER_STOP_GRACE_S}: {} ms", took.as_millis());
     let code = docker_ok(&engine, &["inspect", "-f", "{{.State.ExitCode}}", &id], QUICK);
     let l = logs(&engine, &id);
-    assert_eq!(code, "0", "docker stop must end in exit code 0 (137 = SIGKILLed at the end of the grace):\n{l}");
-    assert!(took < Duration::from_secs(DOCKER_STOP_GRACE_S), "docker stop took {took:?}, the grace is {DOCKER_STOP_GRACE_S} s");
+    assert_eq!(
+        code, "0",
+        "docker stop must end in exit code 0 (137 = SIGKILLed at the end of the grace):\n{l}"
+    );
+    assert!(
+        took < Duration::from_secs(DOCKER_STOP_GRACE_S),
+        "docker stop took {took:?}, the grace is {DOCKER_STOP_GRACE_S} s"
+    );
     assert!(l.contains("worker: stopping"), "worker gets its stop signal (it stops before web):\n{l}");
     drop(cleanup);
 }

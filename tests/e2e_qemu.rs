@@ -67,7 +67,9 @@ fn boots_mounts_orders_restarts_and_powers_off() {
         eprintln!("MEASURE guest clock at power-off: {}", line.trim());
     }
 
-    let pos = |needle: &str| console.find(needle).unwrap_or_else(|| panic!("{needle:?} not on the console:\n{console}"));
+    let pos = |needle: &str| {
+        console.find(needle).unwrap_or_else(|| panic!("{needle:?} not on the console:\n{console}"))
+    };
     for m in ["/proc", "/sys", "/dev", "/run"] {
         pos(&format!("MARK-mounted-{m}"));
     }
@@ -77,7 +79,10 @@ fn boots_mounts_orders_restarts_and_powers_off() {
     pos("MARK-hostname-ankh-e2e");
     assert!(pos("MARK-first-done") < pos("MARK-second-start"), "second requires first:\n{console}");
     assert!(pos("MARK-flaky-run-1") < pos("MARK-flaky-run-2"), "flaky is restarted:\n{console}");
-    assert!(pos("MARK-checks-done") < pos("MARK-flaky-stopping"), "services are stopped at power-off:\n{console}");
+    assert!(
+        pos("MARK-checks-done") < pos("MARK-flaky-stopping"),
+        "services are stopped at power-off:\n{console}"
+    );
     assert!(!console.contains("Kernel panic"), "init must never exit:\n{console}");
     assert!(b.powered_off(), "no clean power-off (code {:?}):\n{console}", b.code);
 }

@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use common::{QUICK, Rootfs, SLOW, Standalone, TempDir, busybox, init_bin, is_root, run_cmd, skip_or_fail, which};
+use common::{
+    QUICK, Rootfs, SLOW, Standalone, TempDir, busybox, init_bin, is_root, run_cmd, skip_or_fail, which,
+};
 
 /// Root, runc, a static busybox and a static init; `None` after [`skip_or_fail`] said why.
 fn runc_prereqs() -> Option<PathBuf> {
@@ -93,7 +95,11 @@ impl Container {
         edit(&mut json, "\"terminal\": true", "\"terminal\": false");
         let argv: Vec<String> = args.iter().map(|a| json_str(a)).collect();
         edit(&mut json, "\"args\": [\n\t\t\t\"sh\"\n\t\t]", &format!("\"args\": [{}]", argv.join(", ")));
-        edit(&mut json, "\"path\": \"rootfs\"", &format!("\"path\": {}", json_str(&rootfs.path().to_string_lossy())));
+        edit(
+            &mut json,
+            "\"path\": \"rootfs\"",
+            &format!("\"path\": {}", json_str(&rootfs.path().to_string_lossy())),
+        );
         edit(&mut json, "\"readonly\": true", "\"readonly\": false");
         std::fs::write(&path, json).unwrap();
         Container { run: None, _rootfs: rootfs, bundle, state, runc: runc.to_path_buf(), id }
@@ -183,7 +189,8 @@ fn runc_kill_term_stops_services_in_reverse_dependency_order_and_exits_0() {
     c.kill("TERM");
     assert_eq!(c.wait_exit(), 0, "a requested shutdown exits 0:\n{}", c.output());
     let out = c.output();
-    let (web, api, db) = (pos(&out, "web: web stopping"), pos(&out, "api: api stopping"), pos(&out, "db: db stopping"));
+    let (web, api, db) =
+        (pos(&out, "web: web stopping"), pos(&out, "api: api stopping"), pos(&out, "db: db stopping"));
     assert!(web < api && api < db, "stop order must be web, api, db:\n{out}");
 }
 
@@ -225,7 +232,12 @@ fn runc_service_failing_with_strategy_shutdown_exits_with_its_code() {
 #[test]
 fn runc_tini_mode_exit_code_is_the_childs() {
     let Some(runc) = runc_prereqs() else { return };
-    let mut c = Container::new(&runc, "tini-rc", Rootfs::new(), &["/init", "--", "/bin/busybox", "sh", "-c", "exit 7"]);
+    let mut c = Container::new(
+        &runc,
+        "tini-rc",
+        Rootfs::new(),
+        &["/init", "--", "/bin/busybox", "sh", "-c", "exit 7"],
+    );
     c.start();
     assert_eq!(c.wait_exit(), 7, "{}", c.output());
 }
