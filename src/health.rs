@@ -222,11 +222,7 @@ pub fn supervisor_event(svc: Svc, ready: Ready, ev: HealthEvent) -> Option<Event
 /// "2s", "1500ms": a duration as a config file would write it, for messages.
 pub fn fmt_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms.is_multiple_of(1000) {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{ms}ms")
-    }
+    if ms.is_multiple_of(1000) { format!("{}s", ms / 1000) } else { format!("{ms}ms") }
 }
 
 #[cfg(test)]
@@ -255,16 +251,9 @@ mod tests {
 
     /// Runs one probe at `at` with result `ok`, asserting it was due.
     fn probe(c: &mut HealthCheck, at: Instant, ok: bool) -> Option<HealthEvent> {
-        assert!(
-            c.due(at),
-            "probe not due at {at:?}: next {:?}",
-            c.next_deadline()
-        );
+        assert!(c.due(at), "probe not due at {at:?}: next {:?}", c.next_deadline());
         c.probe_started(at);
-        assert!(
-            !c.due(at),
-            "a second probe must not start while one is in flight"
-        );
+        assert!(!c.due(at), "a second probe must not start while one is in flight");
         c.on_result(at, ok, format!("err at {at:?}"))
     }
 
@@ -342,19 +331,11 @@ mod tests {
         assert_eq!(probe(&mut c, ms(t0, 1000), false), None);
         assert_eq!(probe(&mut c, ms(t0, 2000), false), None);
         let ev = probe(&mut c, ms(t0, 3000), false);
-        assert_eq!(
-            ev,
-            Some(HealthEvent::Unhealthy {
-                reason: format!("err at {:?}", ms(t0, 3000))
-            })
-        );
+        assert_eq!(ev, Some(HealthEvent::Unhealthy { reason: format!("err at {:?}", ms(t0, 3000)) }));
         assert!(c.status().unhealthy);
         // Still probing (on-unhealthy = ignore keeps it running); no repeated event.
         assert_eq!(probe(&mut c, ms(t0, 4000), false), None);
-        assert_eq!(
-            probe(&mut c, ms(t0, 5000), true),
-            Some(HealthEvent::Recovered)
-        );
+        assert_eq!(probe(&mut c, ms(t0, 5000), true), Some(HealthEvent::Recovered));
         assert_eq!(probe(&mut c, ms(t0, 6000), true), None);
     }
 
@@ -382,10 +363,7 @@ mod tests {
             assert_eq!(probe(&mut c, ms(t0, t), false), None, "t={t}");
         }
         assert_eq!(c.status().failures, 0);
-        assert!(matches!(
-            probe(&mut c, ms(t0, 5000), false),
-            Some(HealthEvent::Unhealthy { .. })
-        ));
+        assert!(matches!(probe(&mut c, ms(t0, 5000), false), Some(HealthEvent::Unhealthy { .. })));
     }
 
     #[test]
@@ -401,12 +379,7 @@ mod tests {
         assert!(!c.timed_out(ms(t0, 1299)));
         assert!(c.timed_out(ms(t0, 1300)));
         let ev = c.on_timeout(ms(t0, 1300), "GET /: timed out after 300ms".into());
-        assert_eq!(
-            ev,
-            Some(HealthEvent::Unhealthy {
-                reason: "GET /: timed out after 300ms".into()
-            })
-        );
+        assert_eq!(ev, Some(HealthEvent::Unhealthy { reason: "GET /: timed out after 300ms".into() }));
         // Next probe one interval after the timeout, not after its start.
         assert_eq!(c.next_deadline(), Some(ms(t0, 2300)));
     }
@@ -417,10 +390,7 @@ mod tests {
         let mut c = HealthCheck::new(&spec(1000, 500, 0, 1), t0);
         c.on_start(t0);
         probe(&mut c, t0, true);
-        assert!(matches!(
-            probe(&mut c, ms(t0, 1000), false),
-            Some(HealthEvent::Unhealthy { .. })
-        ));
+        assert!(matches!(probe(&mut c, ms(t0, 1000), false), Some(HealthEvent::Unhealthy { .. })));
         c.on_stop();
         assert_eq!(c.next_deadline(), None);
         assert_eq!(c.on_result(ms(t0, 1100), true, String::new()), None);
@@ -448,10 +418,7 @@ mod tests {
         let mut c = HealthCheck::new(&spec(1000, 500, 0, 0), t0);
         c.on_start(t0);
         probe(&mut c, t0, true);
-        assert!(matches!(
-            probe(&mut c, ms(t0, 1000), false),
-            Some(HealthEvent::Unhealthy { .. })
-        ));
+        assert!(matches!(probe(&mut c, ms(t0, 1000), false), Some(HealthEvent::Unhealthy { .. })));
     }
 
     #[test]
@@ -467,25 +434,12 @@ mod tests {
 
     #[test]
     fn ready_gates_only_healthy_readiness() {
-        assert_eq!(
-            supervisor_event(2, Ready::Healthy, HealthEvent::Ready),
-            Some(Event::Ready { svc: 2 })
-        );
+        assert_eq!(supervisor_event(2, Ready::Healthy, HealthEvent::Ready), Some(Event::Ready { svc: 2 }));
         assert_eq!(supervisor_event(2, Ready::Notify, HealthEvent::Ready), None);
+        assert_eq!(supervisor_event(2, Ready::Healthy, HealthEvent::Recovered), None);
         assert_eq!(
-            supervisor_event(2, Ready::Healthy, HealthEvent::Recovered),
-            None
-        );
-        assert_eq!(
-            supervisor_event(
-                2,
-                Ready::Notify,
-                HealthEvent::Unhealthy { reason: "x".into() }
-            ),
-            Some(Event::Unhealthy {
-                svc: 2,
-                reason: "x".into()
-            })
+            supervisor_event(2, Ready::Notify, HealthEvent::Unhealthy { reason: "x".into() }),
+            Some(Event::Unhealthy { svc: 2, reason: "x".into() })
         );
     }
 

@@ -9,12 +9,15 @@ pub mod cli;
 pub mod config;
 pub mod graph;
 pub mod health;
+pub mod proto;
 pub mod service;
 pub mod spec;
 pub mod supervisor;
 pub mod validate;
 
 // Effects: the only code that touches the OS.
+pub mod control;
+pub mod ctl;
 pub mod logbuf;
 pub mod logger;
 pub mod notify;

@@ -70,11 +70,7 @@ pub fn parse_datagram(data: &[u8]) -> Vec<Notification> {
             "STOPPING" if value == "1" => out.push(Notification::Stopping),
             "RELOADING" if value == "1" => out.push(Notification::Reloading),
             "STATUS" => out.push(Notification::Status(
-                value
-                    .chars()
-                    .map(|c| if c.is_control() { '?' } else { c })
-                    .take(MAX_STATUS)
-                    .collect(),
+                value.chars().map(|c| if c.is_control() { '?' } else { c }).take(MAX_STATUS).collect(),
             )),
             "MAINPID" => match value.parse::<i32>() {
                 Ok(pid) if pid > 0 => out.push(Notification::MainPid(pid)),
@@ -122,11 +118,7 @@ impl NotifySocket {
                 .map_err(|e| format!("notify socket @{name}: {}", errno_text(e)))?;
             match rustix::net::bind(&fd, &addr) {
                 Ok(()) => {
-                    return Ok(NotifySocket {
-                        fd,
-                        env: format!("@{name}"),
-                        uid,
-                    });
+                    return Ok(NotifySocket { fd, env: format!("@{name}"), uid });
                 }
                 // Someone squats the name: take the next.
                 Err(Errno::ADDRINUSE) => last = Errno::ADDRINUSE,
@@ -144,10 +136,8 @@ impl NotifySocket {
     /// Throws away datagrams queued by a previous run (call before each spawn).
     pub fn discard_pending(&self) {
         let mut buf = [0u8; 64];
-        while matches!(
-            rustix::net::recv(&self.fd, &mut buf, RecvFlags::DONTWAIT),
-            Ok(_) | Err(Errno::INTR)
-        ) {}
+        while matches!(rustix::net::recv(&self.fd, &mut buf, RecvFlags::DONTWAIT), Ok(_) | Err(Errno::INTR)) {
+        }
     }
 
     /// Reads every queued datagram (until WouldBlock). Call when the fd is readable.
@@ -169,10 +159,7 @@ impl NotifySocket {
                 Err(Errno::INTR) => continue,
                 Err(Errno::AGAIN) => break,
                 Err(e) => {
-                    out.push(Notification::Rejected(format!(
-                        "recvmsg: {}",
-                        errno_text(e)
-                    )));
+                    out.push(Notification::Rejected(format!("recvmsg: {}", errno_text(e))));
                     break;
                 }
             };
@@ -184,9 +171,7 @@ impl NotifySocket {
                 // Passed fds (SCM_RIGHTS) are dropped here, i.e. closed.
             }
             if msg.flags.contains(ReturnFlags::TRUNC) {
-                out.push(Notification::Rejected(format!(
-                    "datagram longer than {MAX_DATAGRAM} bytes"
-                )));
+                out.push(Notification::Rejected(format!("datagram longer than {MAX_DATAGRAM} bytes")));
                 continue;
             }
             match sender {
@@ -194,12 +179,9 @@ impl NotifySocket {
                     let len = msg.bytes.min(MAX_DATAGRAM);
                     out.extend(parse_datagram(data.get(..len).unwrap_or(&[])));
                 }
-                Some(uid) => out.push(Notification::Rejected(format!(
-                    "datagram from uid {uid}, not the service's user"
-                ))),
-                None => out.push(Notification::Rejected(
-                    "datagram without credentials".into(),
-                )),
+                Some(uid) => out
+                    .push(Notification::Rejected(format!("datagram from uid {uid}, not the service's user"))),
+                None => out.push(Notification::Rejected("datagram without credentials".into())),
             }
         }
         out
@@ -269,9 +251,7 @@ impl AsFd for ReadyPipe {
 /// Puts `fd` where `spawn::Stdio::extra` makes it fd `n` in the child (extra[i] becomes 3 + i).
 /// `n` must be the next free number: 3 with no socket-activation fds, 3 + their count otherwise.
 pub fn place_fd(extra: &mut Vec<OwnedFd>, n: i32, fd: OwnedFd) -> Result<(), String> {
-    let next = i32::try_from(extra.len())
-        .unwrap_or(i32::MAX)
-        .saturating_add(3);
+    let next = i32::try_from(extra.len()).unwrap_or(i32::MAX).saturating_add(3);
     if n != next {
         return Err(format!(
             "ready = \"fd:{n}\": the readiness fd must be fd {next} (the first after the \
@@ -283,7 +263,8 @@ pub fn place_fd(extra: &mut Vec<OwnedFd>, n: i32, fd: OwnedFd) -> Result<(), Str
     Ok(())
 }
 
-const NOTIFY_USAGE: &str = "usage: init notify [--ready] [--status=TEXT] [--stopping] [--reloading] [VAR=VALUE...]
+const NOTIFY_USAGE: &str =
+    "usage: init notify [--ready] [--status=TEXT] [--stopping] [--reloading] [VAR=VALUE...]
 Sends a readiness message to the supervisor through $NOTIFY_SOCKET (services with ready = \"notify\").
 ";
 
@@ -299,10 +280,7 @@ pub fn notify_main(args: impl IntoIterator<Item = OsString>) -> i32 {
 }
 
 /// `notify_main` with the socket given (the value of `$NOTIFY_SOCKET`, if any).
-pub fn notify_to(
-    socket: Option<&std::ffi::OsStr>,
-    args: impl IntoIterator<Item = OsString>,
-) -> i32 {
+pub fn notify_to(socket: Option<&std::ffi::OsStr>, args: impl IntoIterator<Item = OsString>) -> i32 {
     match build_message(args) {
         Ok(None) => {
             say(NOTIFY_USAGE);
@@ -334,16 +312,12 @@ fn build_message(args: impl IntoIterator<Item = OsString>) -> Result<Option<Stri
             Long("reloading") => lines.push("RELOADING=1".into()),
             Long("status") => {
                 let v = parser.value().map_err(|e| e.to_string())?;
-                let v = v
-                    .into_string()
-                    .map_err(|_| "--status: not UTF-8".to_string())?;
+                let v = v.into_string().map_err(|_| "--status: not UTF-8".to_string())?;
                 lines.push(format!("STATUS={}", v.replace('\n', " ")));
             }
             Short('h') | Long("help") => return Ok(None),
             Value(v) => {
-                let v = v
-                    .into_string()
-                    .map_err(|_| "argument is not UTF-8".to_string())?;
+                let v = v.into_string().map_err(|_| "argument is not UTF-8".to_string())?;
                 if !v.contains('=') || v.contains('\n') {
                     return Err(format!("expected VAR=VALUE, found {v:?}"));
                 }
@@ -361,9 +335,7 @@ fn build_message(args: impl IntoIterator<Item = OsString>) -> Result<Option<Stri
 /// Sends `msg` to `$NOTIFY_SOCKET` (`@abstract` or a path).
 fn send(socket: Option<&std::ffi::OsStr>, msg: &str) -> Result<(), String> {
     let Some(target) = socket else {
-        return Err(
-            "NOTIFY_SOCKET is not set (is this service run with ready = \"notify\"?)".into(),
-        );
+        return Err("NOTIFY_SOCKET is not set (is this service run with ready = \"notify\"?)".into());
     };
     let target = target.to_string_lossy().into_owned();
     let addr = match target.strip_prefix('@') {
@@ -371,13 +343,8 @@ fn send(socket: Option<&std::ffi::OsStr>, msg: &str) -> Result<(), String> {
         None => SocketAddrUnix::new(target.as_str()),
     }
     .map_err(|e| format!("NOTIFY_SOCKET={target}: {}", errno_text(e)))?;
-    let fd = rustix::net::socket_with(
-        AddressFamily::UNIX,
-        SocketType::DGRAM,
-        SocketFlags::CLOEXEC,
-        None,
-    )
-    .map_err(|e| format!("socket: {}", errno_text(e)))?;
+    let fd = rustix::net::socket_with(AddressFamily::UNIX, SocketType::DGRAM, SocketFlags::CLOEXEC, None)
+        .map_err(|e| format!("socket: {}", errno_text(e)))?;
     rustix::net::sendto(&fd, msg.as_bytes(), SendFlags::NOSIGNAL, &addr)
         .map_err(|e| format!("send to {target}: {}", errno_text(e)))?;
     Ok(())
@@ -405,23 +372,15 @@ mod tests {
             ]
         );
         assert_eq!(parse_datagram(b"READY=0"), vec![]);
-        assert!(matches!(
-            parse_datagram(b"MAINPID=abc").as_slice(),
-            [Notification::Rejected(_)]
-        ));
-        assert!(matches!(
-            parse_datagram(b"\xff\xfe").as_slice(),
-            [Notification::Rejected(_)]
-        ));
+        assert!(matches!(parse_datagram(b"MAINPID=abc").as_slice(), [Notification::Rejected(_)]));
+        assert!(matches!(parse_datagram(b"\xff\xfe").as_slice(), [Notification::Rejected(_)]));
     }
 
     #[test]
     fn status_is_sanitised_and_bounded() {
         let long = format!("STATUS=a\x1bb{}", "x".repeat(1000));
         let parsed = parse_datagram(long.as_bytes());
-        let [Notification::Status(s)] = parsed.as_slice() else {
-            panic!("{parsed:?}")
-        };
+        let [Notification::Status(s)] = parsed.as_slice() else { panic!("{parsed:?}") };
         assert!(s.starts_with("a?b"));
         assert_eq!(s.chars().count(), MAX_STATUS);
     }

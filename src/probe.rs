@@ -142,19 +142,11 @@ enum State {
         errors: Vec<String>,
     },
     /// Writing the request; `sent` bytes are out.
-    Sending {
-        sock: OwnedFd,
-        request: Vec<u8>,
-        sent: usize,
-    },
+    Sending { sock: OwnedFd, request: Vec<u8>, sent: usize },
     /// Reading the response head.
     Receiving { sock: OwnedFd, head: Vec<u8> },
     /// An exec probe: waiting for its exit (and reading its output until EOF).
-    Running {
-        pid: i32,
-        out: Option<OwnedFd>,
-        output: Vec<u8>,
-    },
+    Running { pid: i32, out: Option<OwnedFd>, output: Vec<u8> },
     /// Between checks or finished; owns nothing.
     Idle,
 }
@@ -163,11 +155,7 @@ impl Probe {
     /// Starts a round of `kinds` (from `ProbeKind::from_health`). The spawner is used only here:
     /// exec checks run before the network ones.
     pub fn start(kinds: Rc<[ProbeKind]>, reg: &mut dyn Registry, spawn: &mut Spawner) -> Started {
-        let mut probe = Probe {
-            kinds,
-            at: 0,
-            state: State::Idle,
-        };
+        let mut probe = Probe { kinds, at: 0, state: State::Idle };
         match probe.run_from(0, reg, Some(spawn)) {
             Poll::Pending => Started::Running(probe),
             Poll::Ready(r) => Started::Done(r),
@@ -217,11 +205,7 @@ impl Probe {
     }
 
     /// The exec check's process was reaped with `status`.
-    pub fn on_exit(
-        &mut self,
-        status: ExitStatus,
-        reg: &mut dyn Registry,
-    ) -> Poll<Result<(), String>> {
+    pub fn on_exit(&mut self, status: ExitStatus, reg: &mut dyn Registry) -> Poll<Result<(), String>> {
         let kinds = Rc::clone(&self.kinds);
         let argv0 = exec_argv0(&kinds, self.at);
         let State::Running { out, output, .. } = &mut self.state else {
@@ -254,29 +238,21 @@ impl Probe {
         let after = fmt_duration(timeout);
         match (&self.state, self.kinds.get(self.at)) {
             (State::Connecting { idx, .. }, Some(ProbeKind::Tcp(ep)))
-            | (
-                State::Connecting { idx, .. },
-                Some(ProbeKind::Http(HttpEndpoint { endpoint: ep, .. })),
-            ) => match ep.addrs.get(*idx) {
-                Some(a) => format!("connect {a}: timed out after {after}"),
-                None => format!("connect {}: timed out after {after}", ep.host),
-            },
+            | (State::Connecting { idx, .. }, Some(ProbeKind::Http(HttpEndpoint { endpoint: ep, .. }))) => {
+                match ep.addrs.get(*idx) {
+                    Some(a) => format!("connect {a}: timed out after {after}"),
+                    None => format!("connect {}: timed out after {after}", ep.host),
+                }
+            }
             (State::Sending { .. }, _) => {
-                format!(
-                    "GET {}: request not sent within {after}",
-                    self.current_http_path()
-                )
+                format!("GET {}: request not sent within {after}", self.current_http_path())
             }
             (State::Receiving { head, .. }, _) if head.is_empty() => {
-                format!(
-                    "GET {}: no response within {after}",
-                    self.current_http_path()
-                )
+                format!("GET {}: no response within {after}", self.current_http_path())
             }
-            (State::Receiving { .. }, _) => format!(
-                "GET {}: response incomplete after {after}",
-                self.current_http_path()
-            ),
+            (State::Receiving { .. }, _) => {
+                format!("GET {}: response incomplete after {after}", self.current_http_path())
+            }
             (State::Running { .. }, _) => {
                 format!("{}: timed out after {after}, killed", self.current_argv0())
             }
@@ -369,20 +345,11 @@ impl Probe {
             Ok(fd) => Io::Fd(fd),
             Err(_) => Io::Null,
         };
-        let stdio = Stdio {
-            stdin: Io::Null,
-            stdout: Io::Fd(w),
-            stderr,
-            extra: Vec::new(),
-        };
+        let stdio = Stdio { stdin: Io::Null, stdout: Io::Fd(w), stderr, extra: Vec::new() };
         match spawn(argv, stdio) {
             Ok(pid) => {
                 reg.add(r.as_fd(), Interest::Read);
-                self.state = State::Running {
-                    pid,
-                    out: Some(r),
-                    output: Vec::new(),
-                };
+                self.state = State::Running { pid, out: Some(r), output: Vec::new() };
                 Poll::Pending
             }
             Err(e) => Poll::Ready(Err(e)),
@@ -398,11 +365,7 @@ impl Probe {
         reg: &mut dyn Registry,
     ) -> Poll<Result<(), String>> {
         while let Some(addr) = ep.addrs.get(idx) {
-            let family = if addr.is_ipv4() {
-                AddressFamily::INET
-            } else {
-                AddressFamily::INET6
-            };
+            let family = if addr.is_ipv4() { AddressFamily::INET } else { AddressFamily::INET6 };
             let sock = rustix::net::socket_with(
                 family,
                 SocketType::STREAM,
@@ -428,11 +391,7 @@ impl Probe {
                 }
                 Fast::Sending(sock, request, sent) => {
                     reg.add(sock.as_fd(), Interest::Write);
-                    self.state = State::Sending {
-                        sock,
-                        request,
-                        sent,
-                    };
+                    self.state = State::Sending { sock, request, sent };
                     return Poll::Pending;
                 }
                 Fast::Connecting(sock) => {
@@ -485,9 +444,7 @@ impl Probe {
     }
 
     fn connect_done(&mut self, reg: &mut dyn Registry) -> Poll<Result<(), String>> {
-        let State::Connecting { sock, idx, errors } =
-            std::mem::replace(&mut self.state, State::Idle)
-        else {
+        let State::Connecting { sock, idx, errors } = std::mem::replace(&mut self.state, State::Idle) else {
             return Poll::Pending;
         };
         let outcome = match rustix::net::sockopt::socket_error(&sock) {
@@ -499,8 +456,7 @@ impl Probe {
             Err(e) => {
                 let kinds = Rc::clone(&self.kinds);
                 let ep = match kinds.get(self.at) {
-                    Some(ProbeKind::Tcp(ep))
-                    | Some(ProbeKind::Http(HttpEndpoint { endpoint: ep, .. })) => ep,
+                    Some(ProbeKind::Tcp(ep)) | Some(ProbeKind::Http(HttpEndpoint { endpoint: ep, .. })) => ep,
                     _ => return Poll::Ready(Err("connect: no endpoint".into())),
                 };
                 let mut errors = errors;
@@ -519,11 +475,7 @@ impl Probe {
         match self.kinds.get(self.at) {
             Some(ProbeKind::Http(http)) => {
                 let request = http_request(http);
-                self.state = State::Sending {
-                    sock,
-                    request,
-                    sent: 0,
-                };
+                self.state = State::Sending { sock, request, sent: 0 };
                 self.send_more(reg)
             }
             _ => {
@@ -536,12 +488,7 @@ impl Probe {
     /// Writes what the socket takes; when all is out, waits for the response.
     fn send_more(&mut self, reg: &mut dyn Registry) -> Poll<Result<(), String>> {
         let path = self.current_http_path().to_string();
-        let State::Sending {
-            sock,
-            request,
-            sent,
-        } = &mut self.state
-        else {
+        let State::Sending { sock, request, sent } = &mut self.state else {
             return Poll::Pending;
         };
         loop {
@@ -561,10 +508,7 @@ impl Probe {
             return Poll::Pending;
         };
         reg.modify(sock.as_fd(), Interest::Read);
-        self.state = State::Receiving {
-            sock,
-            head: Vec::new(),
-        };
+        self.state = State::Receiving { sock, head: Vec::new() };
         // The server has yet to be scheduled: a recv now would almost always be EAGAIN.
         Poll::Pending
     }
@@ -602,11 +546,7 @@ fn file_exists(path: &Path) -> Poll<Result<(), String>> {
 
 fn http_request(h: &HttpEndpoint) -> Vec<u8> {
     let host = &h.endpoint.host;
-    let host = if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]")
-    } else {
-        host.clone()
-    };
+    let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.clone() };
     format!(
         "GET {} HTTP/1.1\r\nHost: {}:{}\r\nUser-Agent: ankh/{}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
         h.path,
@@ -759,11 +699,7 @@ impl Monitor {
         if kinds.is_empty() {
             return None;
         }
-        Some(Monitor {
-            check: HealthCheck::new(h, now),
-            kinds: kinds.into(),
-            probe: None,
-        })
+        Some(Monitor { check: HealthCheck::new(h, now), kinds: kinds.into(), probe: None })
     }
 
     pub fn on_start(&mut self, now: Instant, reg: &mut dyn Registry) {
@@ -879,10 +815,7 @@ mod tests {
             judge_head(b"HTTP/1.1 503 Service Unavailable\r\n", p),
             Some(Err("GET /healthz: 503 Service Unavailable".into()))
         );
-        assert_eq!(
-            judge_head(b"HTTP/1.1 404\r\n", p),
-            Some(Err("GET /healthz: 404".into()))
-        );
+        assert_eq!(judge_head(b"HTTP/1.1 404\r\n", p), Some(Err("GET /healthz: 404".into())));
         for garbage in [
             &b"SSH-2.0-OpenSSH\r\n"[..],
             b"xyz",
@@ -905,9 +838,7 @@ mod tests {
         let mut resp = b"HTTP/1.1 500 Bad\x1b[31m".to_vec();
         resp.extend(std::iter::repeat_n(b'x', 5000));
         resp.extend(b"\r\n");
-        let Some(Err(e)) = judge_head(&resp, "/") else {
-            panic!("expected an error")
-        };
+        let Some(Err(e)) = judge_head(&resp, "/") else { panic!("expected an error") };
         assert!(e.starts_with("GET /: 500 Bad?[31m"), "{e}");
         assert!(e.len() < 300, "{}", e.len());
     }
@@ -915,18 +846,11 @@ mod tests {
     #[test]
     fn request_has_host_agent_and_close() {
         let h = HttpEndpoint {
-            endpoint: Endpoint {
-                addrs: vec!["[::1]:8080".parse().unwrap()],
-                host: "::1".into(),
-                port: 8080,
-            },
+            endpoint: Endpoint { addrs: vec!["[::1]:8080".parse().unwrap()], host: "::1".into(), port: 8080 },
             path: "/healthz".into(),
         };
         let r = String::from_utf8(http_request(&h)).unwrap();
-        assert!(
-            r.starts_with("GET /healthz HTTP/1.1\r\nHost: [::1]:8080\r\n"),
-            "{r}"
-        );
+        assert!(r.starts_with("GET /healthz HTTP/1.1\r\nHost: [::1]:8080\r\n"), "{r}");
         assert!(r.contains("\r\nConnection: close\r\n"));
         assert!(r.contains("\r\nUser-Agent: ankh/"));
         assert!(r.ends_with("\r\n\r\n"));
@@ -938,10 +862,7 @@ mod tests {
             exec_failure("/bin/check", ExitStatus::Code(1), b"starting\ndb down\n\n"),
             "/bin/check: exit 1: db down"
         );
-        assert_eq!(
-            exec_failure("/bin/check", ExitStatus::Signal(9), b""),
-            "/bin/check: killed by signal 9"
-        );
+        assert_eq!(exec_failure("/bin/check", ExitStatus::Signal(9), b""), "/bin/check: killed by signal 9");
     }
 
     #[test]
@@ -953,18 +874,10 @@ mod tests {
     fn order_of_checks_in_a_round() {
         let h = Health {
             http: Some(HttpEndpoint {
-                endpoint: Endpoint {
-                    addrs: vec![],
-                    host: "h".into(),
-                    port: 1,
-                },
+                endpoint: Endpoint { addrs: vec![], host: "h".into(), port: 1 },
                 path: "/".into(),
             }),
-            tcp: Some(Endpoint {
-                addrs: vec![],
-                host: "h".into(),
-                port: 1,
-            }),
+            tcp: Some(Endpoint { addrs: vec![], host: "h".into(), port: 1 }),
             command: Some(vec!["c".into()]),
             file: Some("/f".into()),
             interval: Duration::from_secs(1),
@@ -976,12 +889,7 @@ mod tests {
         let k = ProbeKind::from_health(&h);
         assert!(matches!(
             k.as_slice(),
-            [
-                ProbeKind::File(_),
-                ProbeKind::Exec(_),
-                ProbeKind::Tcp(_),
-                ProbeKind::Http(_)
-            ]
+            [ProbeKind::File(_), ProbeKind::Exec(_), ProbeKind::Tcp(_), ProbeKind::Http(_)]
         ));
     }
 }

@@ -2,12 +2,7 @@
 //! run by a thread of the test, exec checks run as real process groups, sd_notify datagrams and
 //! readiness pipes. Each probe is driven by a small epoll loop like the reactor's, whose
 //! `Registry` checks the add/modify/remove protocol (and that nothing is left registered).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::print_stdout
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)]
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -51,59 +46,32 @@ impl Registry for TestLoop {
             self.registered.insert(raw, interest).is_none(),
             "fd {raw} added twice (closed without remove?)"
         );
-        epoll::add(
-            &self.ep,
-            fd,
-            epoll::EventData::new_u64(raw as u64),
-            flags(interest),
-        )
-        .expect("epoll add");
+        epoll::add(&self.ep, fd, epoll::EventData::new_u64(raw as u64), flags(interest)).expect("epoll add");
     }
     fn modify(&mut self, fd: BorrowedFd<'_>, interest: Interest) {
         let raw = fd.as_raw_fd();
-        assert!(
-            self.registered.contains_key(&raw),
-            "modify of unregistered fd {raw}"
-        );
+        assert!(self.registered.contains_key(&raw), "modify of unregistered fd {raw}");
         self.registered.insert(raw, interest);
-        epoll::modify(
-            &self.ep,
-            fd,
-            epoll::EventData::new_u64(raw as u64),
-            flags(interest),
-        )
-        .expect("epoll modify");
+        epoll::modify(&self.ep, fd, epoll::EventData::new_u64(raw as u64), flags(interest))
+            .expect("epoll modify");
     }
     fn remove(&mut self, fd: BorrowedFd<'_>) {
         let raw = fd.as_raw_fd();
-        assert!(
-            self.registered.remove(&raw).is_some(),
-            "remove of unregistered fd {raw}"
-        );
+        assert!(self.registered.remove(&raw).is_some(), "remove of unregistered fd {raw}");
         epoll::delete(&self.ep, fd).expect("epoll delete (fd closed before remove?)");
     }
 }
 
 impl TestLoop {
     fn new() -> TestLoop {
-        TestLoop {
-            ep: epoll::create(epoll::CreateFlags::CLOEXEC).unwrap(),
-            registered: HashMap::new(),
-        }
+        TestLoop { ep: epoll::create(epoll::CreateFlags::CLOEXEC).unwrap(), registered: HashMap::new() }
     }
 
     /// Waits up to `max` for an event; true if one came.
     fn wait(&self, max: Duration) -> bool {
         let mut events = Vec::with_capacity(4);
-        let ts = rustix::time::Timespec {
-            tv_sec: max.as_secs() as i64,
-            tv_nsec: max.subsec_nanos() as i64,
-        };
-        match epoll::wait(
-            &self.ep,
-            rustix::buffer::spare_capacity(&mut events),
-            Some(&ts),
-        ) {
+        let ts = rustix::time::Timespec { tv_sec: max.as_secs() as i64, tv_nsec: max.subsec_nanos() as i64 };
+        match epoll::wait(&self.ep, rustix::buffer::spare_capacity(&mut events), Some(&ts)) {
             Ok(n) => n > 0,
             Err(rustix::io::Errno::INTR) => false,
             Err(e) => panic!("epoll_wait: {e}"),
@@ -112,9 +80,7 @@ impl TestLoop {
 }
 
 /// Spawns like the reactor will: own process group, the given stdio.
-fn test_spawner(
-    pids: Rc<RefCell<Vec<i32>>>,
-) -> impl FnMut(&[String], Stdio) -> Result<i32, String> {
+fn test_spawner(pids: Rc<RefCell<Vec<i32>>>) -> impl FnMut(&[String], Stdio) -> Result<i32, String> {
     move |argv: &[String], stdio: Stdio| {
         let conv = |io: Io| match io {
             Io::Inherit => std::process::Stdio::inherit(),
@@ -164,16 +130,8 @@ fn run(kinds: Vec<ProbeKind>, timeout: Duration) -> Outcome {
     let started = Probe::start(kinds, &mut lp, &mut spawner);
     let mut probe = match started {
         Started::Done(result) => {
-            assert!(
-                lp.registered.is_empty(),
-                "finished at once but left {:?}",
-                lp.registered
-            );
-            return Outcome {
-                result,
-                took: t0.elapsed(),
-                cancelled_pid: None,
-            };
+            assert!(lp.registered.is_empty(), "finished at once but left {:?}", lp.registered);
+            return Outcome { result, took: t0.elapsed(), cancelled_pid: None };
         }
         Started::Running(p) => p,
     };
@@ -191,18 +149,10 @@ fn run(kinds: Vec<ProbeKind>, timeout: Duration) -> Outcome {
             let msg = probe.timeout_error(timeout);
             let pid = probe.cancel(&mut lp);
             assert!(lp.registered.is_empty(), "cancel left {:?}", lp.registered);
-            return Outcome {
-                result: Err(msg),
-                took: t0.elapsed(),
-                cancelled_pid: pid,
-            };
+            return Outcome { result: Err(msg), took: t0.elapsed(), cancelled_pid: pid };
         }
         // Exits are not fd events here: look every 10 ms while an exec check runs.
-        let slice = if probe.pid().is_some() {
-            Duration::from_millis(10)
-        } else {
-            deadline - now
-        };
+        let slice = if probe.pid().is_some() { Duration::from_millis(10) } else { deadline - now };
         let step = if lp.wait(slice.min(deadline - now)) {
             probe.on_event(&mut lp)
         } else if let Some(st) = probe.pid().and_then(try_reap) {
@@ -211,16 +161,8 @@ fn run(kinds: Vec<ProbeKind>, timeout: Duration) -> Outcome {
             Poll::Pending
         };
         if let Poll::Ready(result) = step {
-            assert!(
-                lp.registered.is_empty(),
-                "finished but left {:?}",
-                lp.registered
-            );
-            return Outcome {
-                result,
-                took: t0.elapsed(),
-                cancelled_pid: None,
-            };
+            assert!(lp.registered.is_empty(), "finished but left {:?}", lp.registered);
+            return Outcome { result, took: t0.elapsed(), cancelled_pid: None };
         }
     }
 }
@@ -228,18 +170,11 @@ fn run(kinds: Vec<ProbeKind>, timeout: Duration) -> Outcome {
 // ---------------------------------------------------------------- servers
 
 fn ep(addr: SocketAddr) -> Endpoint {
-    Endpoint {
-        addrs: vec![addr],
-        host: addr.ip().to_string(),
-        port: addr.port(),
-    }
+    Endpoint { addrs: vec![addr], host: addr.ip().to_string(), port: addr.port() }
 }
 
 fn http(addr: SocketAddr, path: &str) -> ProbeKind {
-    ProbeKind::Http(HttpEndpoint {
-        endpoint: ep(addr),
-        path: path.into(),
-    })
+    ProbeKind::Http(HttpEndpoint { endpoint: ep(addr), path: path.into() })
 }
 
 /// Reads a request head (until the blank line or EOF).
@@ -286,18 +221,12 @@ fn secs(n: u64) -> Duration {
 
 #[test]
 fn http_200_is_healthy_and_request_is_well_formed() {
-    let (addr, h) = serve_once(
-        "127.0.0.1:0",
-        respond(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
-    );
+    let (addr, h) = serve_once("127.0.0.1:0", respond(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"));
     let out = run(vec![http(addr, "/healthz?full=1")], secs(5));
     assert_eq!(out.result, Ok(()));
     let req = h.join().unwrap();
     assert!(req.starts_with("GET /healthz?full=1 HTTP/1.1\r\n"), "{req}");
-    assert!(
-        req.contains(&format!("\r\nHost: 127.0.0.1:{}\r\n", addr.port())),
-        "{req}"
-    );
+    assert!(req.contains(&format!("\r\nHost: 127.0.0.1:{}\r\n", addr.port())), "{req}");
     assert!(req.contains("\r\nConnection: close\r\n"), "{req}");
     assert!(req.contains("\r\nUser-Agent: ankh/"), "{req}");
 }
@@ -309,20 +238,14 @@ fn http_500_is_unhealthy_with_the_status_line() {
         respond(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"),
     );
     let out = run(vec![http(addr, "/healthz")], secs(5));
-    assert_eq!(
-        out.result,
-        Err("GET /healthz: 500 Internal Server Error".into())
-    );
+    assert_eq!(out.result, Err("GET /healthz: 500 Internal Server Error".into()));
     h.join().unwrap();
 }
 
 #[test]
 fn http_503_without_reason() {
     let (addr, h) = serve_once("127.0.0.1:0", respond(b"HTTP/1.0 503\r\n\r\n"));
-    assert_eq!(
-        run(vec![http(addr, "/")], secs(5)).result,
-        Err("GET /: 503".into())
-    );
+    assert_eq!(run(vec![http(addr, "/")], secs(5)).result, Err("GET /: 503".into()));
     h.join().unwrap();
 }
 
@@ -337,15 +260,9 @@ fn closed_port() -> SocketAddr {
 fn refused_connection_names_the_address() {
     let addr = closed_port();
     let out = run(vec![http(addr, "/healthz")], secs(5));
-    assert_eq!(
-        out.result,
-        Err(format!("connect {addr}: Connection refused"))
-    );
+    assert_eq!(out.result, Err(format!("connect {addr}: Connection refused")));
     let out = run(vec![ProbeKind::Tcp(ep(addr))], secs(5));
-    assert_eq!(
-        out.result,
-        Err(format!("connect {addr}: Connection refused"))
-    );
+    assert_eq!(out.result, Err(format!("connect {addr}: Connection refused")));
 }
 
 #[test]
@@ -356,10 +273,7 @@ fn silent_server_times_out_without_blocking() {
         while matches!(s.read(&mut b), Ok(n) if n > 0) {}
     });
     let out = run(vec![http(addr, "/healthz")], Duration::from_millis(300));
-    assert_eq!(
-        out.result,
-        Err("GET /healthz: no response within 300ms".into())
-    );
+    assert_eq!(out.result, Err("GET /healthz: no response within 300ms".into()));
     assert!(out.took < secs(2), "took {:?}", out.took);
     // The cancel closed the socket: the server sees EOF and ends.
     h.join().unwrap();
@@ -392,10 +306,7 @@ fn slow_trickle_past_timeout_is_incomplete() {
         }
     });
     let out = run(vec![http(addr, "/")], Duration::from_millis(400));
-    assert_eq!(
-        out.result,
-        Err("GET /: response incomplete after 400ms".into())
-    );
+    assert_eq!(out.result, Err("GET /: response incomplete after 400ms".into()));
     h.join().unwrap();
 }
 
@@ -430,10 +341,7 @@ fn one_megabyte_header_is_refused_with_a_bounded_read() {
     let out = run(vec![http(addr, "/")], secs(5));
     assert_eq!(
         out.result,
-        Err(format!(
-            "GET /: bad response: head longer than {} bytes",
-            probe::MAX_RESPONSE_HEAD
-        ))
+        Err(format!("GET /: bad response: head longer than {} bytes", probe::MAX_RESPONSE_HEAD))
     );
     h.join().unwrap();
 }
@@ -441,10 +349,7 @@ fn one_megabyte_header_is_refused_with_a_bounded_read() {
 #[test]
 fn garbage_is_a_bad_response() {
     let (addr, h) = serve_once("127.0.0.1:0", respond(b"SSH-2.0-OpenSSH_9.2\r\n"));
-    assert_eq!(
-        run(vec![http(addr, "/")], secs(5)).result,
-        Err("GET /: bad response".into())
-    );
+    assert_eq!(run(vec![http(addr, "/")], secs(5)).result, Err("GET /: bad response".into()));
     h.join().unwrap();
 }
 
@@ -470,10 +375,7 @@ fn ipv6_literal_and_host_header_in_brackets() {
     });
     assert_eq!(run(vec![http(addr, "/h")], secs(5)).result, Ok(()));
     let req = h.join().unwrap();
-    assert!(
-        req.contains(&format!("\r\nHost: [::1]:{}\r\n", addr.port())),
-        "{req}"
-    );
+    assert!(req.contains(&format!("\r\nHost: [::1]:{}\r\n", addr.port())), "{req}");
 }
 
 #[test]
@@ -488,25 +390,13 @@ fn localhost_tries_each_address_in_order() {
         }
         None => serve_once("127.0.0.1:0", respond(b"HTTP/1.1 200 OK\r\n\r\n")),
     };
-    let endpoint = Endpoint {
-        addrs: vec![refused, second],
-        host: "localhost".into(),
-        port: second.port(),
-    };
-    let kind = ProbeKind::Http(HttpEndpoint {
-        endpoint: endpoint.clone(),
-        path: "/".into(),
-    });
+    let endpoint = Endpoint { addrs: vec![refused, second], host: "localhost".into(), port: second.port() };
+    let kind = ProbeKind::Http(HttpEndpoint { endpoint: endpoint.clone(), path: "/".into() });
     assert_eq!(run(vec![kind], secs(5)).result, Ok(()));
     h.join().unwrap();
     // Both refusing: both errors are reported.
-    let endpoint = Endpoint {
-        addrs: vec![refused, refused],
-        ..endpoint
-    };
-    let Err(e) = run(vec![ProbeKind::Tcp(endpoint)], secs(5)).result else {
-        panic!()
-    };
+    let endpoint = Endpoint { addrs: vec![refused, refused], ..endpoint };
+    let Err(e) = run(vec![ProbeKind::Tcp(endpoint)], secs(5)).result else { panic!() };
     assert_eq!(e.matches("Connection refused").count(), 2, "{e}");
 }
 
@@ -579,10 +469,7 @@ fn exec_failure_reports_code_and_last_output_line() {
 
 #[test]
 fn exec_that_cannot_spawn_fails() {
-    let out = run(
-        vec![ProbeKind::Exec(vec!["/nonexistent/check".into()])],
-        secs(5),
-    );
+    let out = run(vec![ProbeKind::Exec(vec!["/nonexistent/check".into()])], secs(5));
     let Err(e) = out.result else { panic!() };
     assert!(e.starts_with("spawn /nonexistent/check"), "{e}");
 }
@@ -591,20 +478,10 @@ fn exec_that_cannot_spawn_fails() {
 fn exec_exit_decides_even_if_a_grandchild_keeps_the_pipe() {
     let dir = tmpdir("grandchild-pipe");
     let pidfile = dir.join("pid");
-    let out = run(
-        vec![sh(&format!(
-            "sleep 30 & echo $! > {}; exit 0",
-            pidfile.display()
-        ))],
-        secs(5),
-    );
+    let out = run(vec![sh(&format!("sleep 30 & echo $! > {}; exit 0", pidfile.display()))], secs(5));
     assert_eq!(out.result, Ok(()));
     assert!(out.took < secs(3), "waited for the pipe: {:?}", out.took);
-    let pid: i32 = std::fs::read_to_string(&pidfile)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
     kill_pid(pid);
 }
 
@@ -618,10 +495,7 @@ fn kill_pid(pid: i32) {
 fn is_dead(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
-        Ok(s) => s
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Ok(s) => s.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
     }
 }
 
@@ -631,10 +505,7 @@ fn hanging_exec_is_killed_with_its_children_at_timeout() {
     let pidfile = dir.join("pid");
     let script = format!("sleep 1000 & echo $! > {}; wait", pidfile.display());
     let out = run(vec![sh(&script)], Duration::from_millis(700));
-    assert_eq!(
-        out.result,
-        Err("/bin/sh: timed out after 700ms, killed".into())
-    );
+    assert_eq!(out.result, Err("/bin/sh: timed out after 700ms, killed".into()));
     let pid = out.cancelled_pid.expect("the exec pid to reap");
     // Its exit comes through the reaper like any other.
     let deadline = Instant::now() + secs(5);
@@ -646,11 +517,7 @@ fn hanging_exec_is_killed_with_its_children_at_timeout() {
         thread::sleep(Duration::from_millis(10));
     };
     assert_eq!(status, ExitStatus::Signal(9));
-    let grandchild: i32 = std::fs::read_to_string(&pidfile)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let grandchild: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
     while !is_dead(grandchild) {
         if Instant::now() > deadline {
             kill_pid(grandchild);
@@ -689,9 +556,7 @@ fn file_probe_and_prepare_deletes_the_file() {
     let f = dir.join("web.up");
     let h = health_with_file(f.clone());
     let kinds = ProbeKind::from_health(&h);
-    let Err(e) = run(kinds.clone(), secs(1)).result else {
-        panic!()
-    };
+    let Err(e) = run(kinds.clone(), secs(1)).result else { panic!() };
     assert_eq!(e, format!("{}: does not exist", f.display()));
     std::fs::write(&f, "").unwrap();
     assert_eq!(run(kinds.clone(), secs(1)).result, Ok(()));
@@ -708,36 +573,20 @@ fn a_round_runs_every_check_and_stops_at_the_first_failure() {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let tcp = l.local_addr().unwrap();
     let (addr, h) = serve_once("127.0.0.1:0", respond(b"HTTP/1.1 200 OK\r\n\r\n"));
-    let all = vec![
-        ProbeKind::File(f.clone()),
-        sh("exit 0"),
-        ProbeKind::Tcp(ep(tcp)),
-        http(addr, "/"),
-    ];
+    let all = vec![ProbeKind::File(f.clone()), sh("exit 0"), ProbeKind::Tcp(ep(tcp)), http(addr, "/")];
     assert_eq!(run(all.clone(), secs(5)).result, Ok(()));
     h.join().unwrap();
     // The exec check fails: the round stops there (the TCP and HTTP checks would fail
     // differently: the one-shot HTTP server is gone).
-    let failing = vec![
-        ProbeKind::File(f),
-        sh("exit 1"),
-        ProbeKind::Tcp(ep(tcp)),
-        http(addr, "/"),
-    ];
+    let failing = vec![ProbeKind::File(f), sh("exit 1"), ProbeKind::Tcp(ep(tcp)), http(addr, "/")];
     assert_eq!(run(failing, secs(5)).result, Err("/bin/sh: exit 1".into()));
 }
 
 // ---------------------------------------------------------------- readiness channels
 
 fn wait_readable(fd: BorrowedFd<'_>, max: Duration) -> bool {
-    let mut fds = [rustix::event::PollFd::new(
-        &fd,
-        rustix::event::PollFlags::IN,
-    )];
-    let ts = rustix::time::Timespec {
-        tv_sec: max.as_secs() as i64,
-        tv_nsec: max.subsec_nanos() as i64,
-    };
+    let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+    let ts = rustix::time::Timespec { tv_sec: max.as_secs() as i64, tv_nsec: max.subsec_nanos() as i64 };
     matches!(rustix::event::poll(&mut fds, Some(&ts)), Ok(n) if n > 0)
 }
 
@@ -757,42 +606,23 @@ fn receive(sock: &NotifySocket, want: usize) -> Vec<Notification> {
 fn notify_ready_and_status_from_init_notify() {
     let me = rustix::process::getuid().as_raw();
     let sock = NotifySocket::bind("web", me).unwrap();
-    assert!(
-        sock.env_value().starts_with("@ankh/"),
-        "{}",
-        sock.env_value()
-    );
+    assert!(sock.env_value().starts_with("@ankh/"), "{}", sock.env_value());
     let target = std::ffi::OsString::from(sock.env_value());
     let args = ["--ready", "--status=listening on :8080"].map(std::ffi::OsString::from);
     assert_eq!(notify::notify_to(Some(&target), args), 0);
     let got = receive(&sock, 2);
-    assert_eq!(
-        got,
-        vec![
-            Notification::Ready,
-            Notification::Status("listening on :8080".into())
-        ]
-    );
+    assert_eq!(got, vec![Notification::Ready, Notification::Status("listening on :8080".into())]);
     let args = ["--stopping", "MAINPID=4242"].map(std::ffi::OsString::from);
     assert_eq!(notify::notify_to(Some(&target), args), 0);
-    assert_eq!(
-        receive(&sock, 2),
-        vec![Notification::Stopping, Notification::MainPid(4242)]
-    );
+    assert_eq!(receive(&sock, 2), vec![Notification::Stopping, Notification::MainPid(4242)]);
     // Nothing queued: receive does not block.
     assert_eq!(sock.receive(), vec![]);
 }
 
 #[test]
 fn notify_without_socket_fails_with_code_1() {
-    assert_eq!(
-        notify::notify_to(None, ["--ready"].map(std::ffi::OsString::from)),
-        1
-    );
-    assert_eq!(
-        notify::notify_to(None, ["--bogus"].map(std::ffi::OsString::from)),
-        2
-    );
+    assert_eq!(notify::notify_to(None, ["--ready"].map(std::ffi::OsString::from)), 1);
+    assert_eq!(notify::notify_to(None, ["--bogus"].map(std::ffi::OsString::from)), 2);
 }
 
 #[test]
@@ -802,10 +632,7 @@ fn notify_sockets_are_distinct_per_service_and_stale_datagrams_are_discarded() {
     let b = NotifySocket::bind("a", me).unwrap();
     assert_ne!(a.env_value(), b.env_value());
     let ta = std::ffi::OsString::from(a.env_value());
-    assert_eq!(
-        notify::notify_to(Some(&ta), ["--ready"].map(std::ffi::OsString::from)),
-        0
-    );
+    assert_eq!(notify::notify_to(Some(&ta), ["--ready"].map(std::ffi::OsString::from)), 0);
     assert!(wait_readable(a.as_fd(), secs(5)));
     a.discard_pending();
     assert_eq!(a.receive(), vec![]);
@@ -818,12 +645,7 @@ fn notify_from_another_user_is_rejected() {
         println!("skipped: needs root to send as another user");
         return;
     }
-    if std::process::Command::new("python3")
-        .arg("-c")
-        .arg("1")
-        .output()
-        .is_err()
-    {
+    if std::process::Command::new("python3").arg("-c").arg("1").output().is_err() {
         println!("skipped: python3 not found");
         return;
     }
@@ -834,24 +656,12 @@ fn notify_from_another_user_is_rejected() {
         "import socket; s=socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); \
          s.sendto(b'READY=1', '\\0{name}')"
     );
-    let st = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(&send)
-        .uid(65534)
-        .gid(65534)
-        .status()
-        .unwrap();
+    let st =
+        std::process::Command::new("python3").arg("-c").arg(&send).uid(65534).gid(65534).status().unwrap();
     assert!(st.success());
     let got = receive(&sock, 1);
-    assert!(
-        matches!(got.as_slice(), [Notification::Rejected(r)] if r.contains("uid 65534")),
-        "{got:?}"
-    );
-    let st = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(&send)
-        .status()
-        .unwrap();
+    assert!(matches!(got.as_slice(), [Notification::Rejected(r)] if r.contains("uid 65534")), "{got:?}");
+    let st = std::process::Command::new("python3").arg("-c").arg(&send).status().unwrap();
     assert!(st.success());
     assert_eq!(receive(&sock, 1), vec![Notification::Ready]);
 }
@@ -915,18 +725,12 @@ fn drive_monitor(
         let now = Instant::now();
         assert!(now - t0 < max, "gave up after {max:?}: {events:?}");
         let next = m.next_deadline().expect("active");
-        let wait = next
-            .saturating_duration_since(now)
-            .min(Duration::from_millis(10));
+        let wait = next.saturating_duration_since(now).min(Duration::from_millis(10));
         let ev = if lp.wait(wait) {
             m.on_event(Instant::now(), &mut lp)
         } else {
             // The reactor's reaper: exits of the checks we spawned (killed ones included).
-            let exited: Vec<_> = pids
-                .borrow()
-                .iter()
-                .filter_map(|&p| Some((p, try_reap(p)?)))
-                .collect();
+            let exited: Vec<_> = pids.borrow().iter().filter_map(|&p| Some((p, try_reap(p)?))).collect();
             let mut ev = None;
             for (pid, st) in exited {
                 pids.borrow_mut().retain(|&p| p != pid);
@@ -948,20 +752,13 @@ fn drive_monitor(
         pids.borrow_mut().retain(|&p| try_reap(p).is_none());
         thread::sleep(Duration::from_millis(5));
     }
-    assert!(
-        pids.borrow().is_empty(),
-        "checks left running: {:?}",
-        pids.borrow()
-    );
+    assert!(pids.borrow().is_empty(), "checks left running: {:?}", pids.borrow());
     events
 }
 
 fn http_health(addr: SocketAddr, interval_ms: u64, max_failed: u32) -> Health {
     Health {
-        http: Some(HttpEndpoint {
-            endpoint: ep(addr),
-            path: "/healthz".into(),
-        }),
+        http: Some(HttpEndpoint { endpoint: ep(addr), path: "/healthz".into() }),
         tcp: None,
         command: None,
         file: None,
@@ -982,34 +779,25 @@ fn monitor_ready_then_unhealthy_after_max_failed_consecutive_failures() {
         for (i, s) in l.incoming().enumerate() {
             let Ok(mut s) = s else { return };
             read_request(&mut s);
-            let resp: &[u8] = if i < 2 {
-                b"HTTP/1.1 200 OK\r\n\r\n"
-            } else {
-                b"HTTP/1.1 503 Service Unavailable\r\n\r\n"
-            };
+            let resp: &[u8] =
+                if i < 2 { b"HTTP/1.1 200 OK\r\n\r\n" } else { b"HTTP/1.1 503 Service Unavailable\r\n\r\n" };
             let _ = s.write_all(resp);
         }
     });
     let events = drive_monitor(&http_health(addr, 100, 3), secs(10), |ev| {
-        ev.iter()
-            .any(|(_, e)| matches!(e, HealthEvent::Unhealthy { .. }))
+        ev.iter().any(|(_, e)| matches!(e, HealthEvent::Unhealthy { .. }))
     });
     let kinds: Vec<_> = events.iter().map(|(_, e)| e.clone()).collect();
     assert_eq!(
         kinds,
         vec![
             HealthEvent::Ready,
-            HealthEvent::Unhealthy {
-                reason: "GET /healthz: 503 Service Unavailable".into()
-            }
+            HealthEvent::Unhealthy { reason: "GET /healthz: 503 Service Unavailable".into() }
         ]
     );
     // Pass at ~0, pass at ~100 ms, failures at ~200, ~300, ~400 ms: unhealthy on the 3rd.
     let at = events[1].0;
-    assert!(
-        at >= Duration::from_millis(400) && at < secs(3),
-        "unhealthy at {at:?}"
-    );
+    assert!(at >= Duration::from_millis(400) && at < secs(3), "unhealthy at {at:?}");
 }
 
 #[test]
@@ -1028,11 +816,7 @@ fn monitor_becomes_ready_soon_after_the_service_listens() {
     });
     let events = drive_monitor(&http_health(addr, 60_000, 3), secs(10), |ev| !ev.is_empty());
     assert_eq!(events[0].1, HealthEvent::Ready);
-    assert!(
-        events[0].0 < Duration::from_millis(2500),
-        "ready at {:?}",
-        events[0].0
-    );
+    assert!(events[0].0 < Duration::from_millis(2500), "ready at {:?}", events[0].0);
 }
 
 #[test]
@@ -1057,9 +841,7 @@ fn monitor_exec_timeout_is_a_failure_and_kills_the_check() {
     assert_eq!(events[0].1, HealthEvent::Ready);
     assert_eq!(
         events[1].1,
-        HealthEvent::Unhealthy {
-            reason: "/bin/sh: timed out after 500ms, killed".into()
-        }
+        HealthEvent::Unhealthy { reason: "/bin/sh: timed out after 500ms, killed".into() }
     );
 }
 
@@ -1094,10 +876,7 @@ fn thread_cpu() -> Duration {
 #[test]
 #[ignore]
 fn bench_100_http_checks_per_second() {
-    let secs_run: u64 = std::env::var("BENCH_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
+    let secs_run: u64 = std::env::var("BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     thread::spawn(move || {
@@ -1114,13 +893,7 @@ fn bench_100_http_checks_per_second() {
     let mut no_exec = |_: &[String], _: Stdio| -> Result<i32, String> { Err("no exec".into()) };
     for (i, m) in monitors.iter_mut().enumerate() {
         // Spread the starts over the first second, like services started one after another.
-        m.on_start(
-            t0 + Duration::from_millis(i as u64 * 10),
-            &mut TokenReg {
-                ep: &ep,
-                token: i as u64,
-            },
-        );
+        m.on_start(t0 + Duration::from_millis(i as u64 * 10), &mut TokenReg { ep: &ep, token: i as u64 });
     }
     let cpu0 = thread_cpu();
     let end = t0 + secs(secs_run);
@@ -1131,17 +904,10 @@ fn bench_100_http_checks_per_second() {
         if now >= end {
             break;
         }
-        let next = monitors
-            .iter()
-            .filter_map(Monitor::next_deadline)
-            .min()
-            .unwrap_or(end)
-            .min(end);
+        let next = monitors.iter().filter_map(Monitor::next_deadline).min().unwrap_or(end).min(end);
         let wait = next.saturating_duration_since(now);
-        let ts = rustix::time::Timespec {
-            tv_sec: wait.as_secs() as i64,
-            tv_nsec: wait.subsec_nanos() as i64,
-        };
+        let ts =
+            rustix::time::Timespec { tv_sec: wait.as_secs() as i64, tv_nsec: wait.subsec_nanos() as i64 };
         events.clear();
         let _ = epoll::wait(&ep, rustix::buffer::spare_capacity(&mut events), Some(&ts));
         wakeups += 1;
@@ -1153,28 +919,13 @@ fn bench_100_http_checks_per_second() {
         };
         for e in &events {
             let i = e.data.u64() as usize;
-            tally(monitors[i].on_event(
-                now,
-                &mut TokenReg {
-                    ep: &ep,
-                    token: i as u64,
-                },
-            ));
+            tally(monitors[i].on_event(now, &mut TokenReg { ep: &ep, token: i as u64 }));
         }
         for (i, m) in monitors.iter_mut().enumerate() {
             // As the reactor should: visit every monitor due within the slack, so probes
             // due about now share this wake-up.
-            if m.next_deadline()
-                .is_some_and(|d| d <= now + ankh::health::MAX_SLACK)
-            {
-                tally(m.on_timer(
-                    now,
-                    &mut TokenReg {
-                        ep: &ep,
-                        token: i as u64,
-                    },
-                    &mut no_exec,
-                ));
+            if m.next_deadline().is_some_and(|d| d <= now + ankh::health::MAX_SLACK) {
+                tally(m.on_timer(now, &mut TokenReg { ep: &ep, token: i as u64 }, &mut no_exec));
             }
         }
     }
@@ -1191,8 +942,7 @@ fn bench_100_http_checks_per_second() {
     for _ in 0..n {
         thread::sleep(Duration::from_millis(10));
         let mut s = TcpStream::connect(addr).unwrap();
-        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
         let mut b = [0u8; 256];
         let _ = s.read(&mut b).unwrap();
     }
