@@ -254,19 +254,17 @@ fn docker_scratch_image_runs_logs_reports_health_and_stops_cleanly() {
     );
     cleanup.container = Some(id.clone());
 
-    // Every service's output, prefixed with its name: web's banner and its request log (stderr),
-    // worker's fetch of web's page (it starts only once web is healthy).
-    let wanted = [
-        "web: serving /srv/www on :8080",
-        "worker: started: web is up",
-        "worker: web says: hello from ankh",
-        "web: 127.0.0.1:",
-    ];
-    let all_there = poll_until(SLOW, || {
-        let l = logs(&engine, &id);
+    // Every service's output, prefixed with its name: web's banner and its request log (httpd -v
+    // on stderr: `web: [::ffff:127.0.0.1]:PORT: response:200`), worker's fetch of web's page (it
+    // starts only once web is ready, i.e. healthy).
+    let wanted =
+        ["web: serving /srv/www on :8080", "worker: started: web is up", "worker: web says: hello from ankh"];
+    let complete = |l: &str| {
         wanted.iter().all(|w| l.contains(w))
-    });
-    assert!(all_there, "docker logs lacks some of {wanted:?}:\n{}", logs(&engine, &id));
+            && l.lines().any(|line| line.starts_with("web: ") && line.contains("response:200"))
+    };
+    let all_there = poll_until(SLOW, || complete(&logs(&engine, &id)));
+    assert!(all_there, "docker logs lacks some of {wanted:?} or web's request log:\n{}", logs(&engine, &id));
 
     // Health: `HEALTHCHECK CMD ["/init", "health"]` asks the running init over its socket.
     let has_health = run_init(&["--help"]).output.contains("health");
