@@ -43,15 +43,9 @@ pub struct Interest {
 #[derive(Debug)]
 pub enum FdChange {
     /// Register `client_fd(client)` with this interest (skip if it is already gone).
-    Add {
-        client: ClientId,
-        interest: Interest,
-    },
+    Add { client: ClientId, interest: Interest },
     /// Change the interest of a registered client fd.
-    Modify {
-        client: ClientId,
-        interest: Interest,
-    },
+    Modify { client: ClientId, interest: Interest },
     /// EPOLL_CTL_DEL this fd (it may never have been added), then drop it: that closes it.
     Remove { client: ClientId, fd: OwnedFd },
     /// Stop (`false`) or resume (`true`) watching the listener (back-off after EMFILE).
@@ -120,12 +114,7 @@ enum Phase {
     /// Reading requests, one at a time.
     Ready,
     /// Holding a `wait` until the service is in `state` or `deadline` passes.
-    Waiting {
-        name: String,
-        state: State,
-        deadline: Instant,
-        timeout_ms: u64,
-    },
+    Waiting { name: String, state: State, deadline: Instant, timeout_ms: u64 },
     /// `logs -f`: receives `LOG` lines for `name` (every service when None).
     Logs { name: Option<String> },
     /// `events`: receives `EVENT` lines.
@@ -213,10 +202,7 @@ impl Client {
                 Phase::Logs { .. } | Phase::Events => true,
                 Phase::Closing => false,
             };
-        Interest {
-            read,
-            write: self.pending() > 0,
-        }
+        Interest { read, write: self.pending() > 0 }
     }
 
     fn deadline(&self, limits: &Limits) -> Option<Instant> {
@@ -272,8 +258,7 @@ impl Server {
                 .create(parent)
                 .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
         }
-        let addr =
-            SocketAddrUnix::new(path).map_err(|e| format!("{shown}: bad socket path: {e}"))?;
+        let addr = SocketAddrUnix::new(path).map_err(|e| format!("{shown}: bad socket path: {e}"))?;
         if let Ok(meta) = std::fs::symlink_metadata(path) {
             use std::os::unix::fs::FileTypeExt;
             if !meta.file_type().is_socket() {
@@ -298,9 +283,7 @@ impl Server {
         bound.map_err(|e| format!("cannot bind {shown}: {e}"))?;
         let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
         rustix::net::listen(&sock, 4096).map_err(|e| format!("listen on {shown}: {e}"))?;
-        let file_id = std::fs::symlink_metadata(path)
-            .ok()
-            .map(|m| (m.dev(), m.ino()));
+        let file_id = std::fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()));
         let me = rustix::process::geteuid().as_raw();
         let mut allowed = vec![0];
         if me != 0 {
@@ -342,10 +325,7 @@ impl Server {
 
     /// Bytes held for clients (unread input plus queued output): bounded by the limits.
     pub fn buffered_bytes(&self) -> usize {
-        self.clients
-            .values()
-            .map(|c| c.input.len() + c.pending())
-            .sum()
+        self.clients.values().map(|c| c.input.len() + c.pending()).sum()
     }
 
     /// The epoll changes to apply, in order.
@@ -360,10 +340,7 @@ impl Server {
 
     /// The earliest idle, stall or `wait` deadline, and the end of an accept back-off.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let clients = self
-            .clients
-            .values()
-            .filter_map(|c| c.deadline(&self.limits));
+        let clients = self.clients.values().filter_map(|c| c.deadline(&self.limits));
         clients.chain(self.accept_paused_until).min()
     }
 
@@ -406,11 +383,7 @@ impl Server {
                     continue;
                 }
                 Err(e) => {
-                    refuse(
-                        &fd,
-                        ErrCode::Forbidden,
-                        &format!("cannot check credentials: {e}"),
-                    );
+                    refuse(&fd, ErrCode::Forbidden, &format!("cannot check credentials: {e}"));
                     continue;
                 }
             }
@@ -420,10 +393,7 @@ impl Server {
             }
             let id = self.next_id;
             self.next_id += 1;
-            let interest = Interest {
-                read: true,
-                write: false,
-            };
+            let interest = Interest { read: true, write: false };
             self.clients.insert(
                 id,
                 Client {
@@ -439,10 +409,7 @@ impl Server {
                     interest,
                 },
             );
-            self.changes.push(FdChange::Add {
-                client: id,
-                interest,
-            });
+            self.changes.push(FdChange::Add { client: id, interest });
         }
     }
 
@@ -500,10 +467,7 @@ impl Server {
             let Some(c) = self.clients.get_mut(&id) else {
                 return;
             };
-            if c.dead
-                || !matches!(c.phase, Phase::Hello | Phase::Ready)
-                || c.pending() >= limits.reply_high
-            {
+            if c.dead || !matches!(c.phase, Phase::Hello | Phase::Ready) || c.pending() >= limits.reply_high {
                 return;
             }
             let line: Vec<u8> = match c.input.iter().position(|&b| b == b'\n') {
@@ -572,11 +536,7 @@ impl Server {
             }
             Request::Status { name: Some(name) } => match host.service(&name) {
                 Some(s) => {
-                    let out = format!(
-                        "{}{}OK\n",
-                        proto::encode_service("SVC", &s),
-                        proto::encode_deps(&s)
-                    );
+                    let out = format!("{}{}OK\n", proto::encode_service("SVC", &s), proto::encode_deps(&s));
                     c.queue(out.as_bytes());
                 }
                 None => write_failure(c, &not_found(&name)),
@@ -607,11 +567,7 @@ impl Server {
                 out.push_str("OK\n");
                 c.queue(out.as_bytes());
             }
-            Request::Logs {
-                name,
-                lines,
-                follow,
-            } => {
+            Request::Logs { name, lines, follow } => {
                 if let Some(n) = &name
                     && host.service(n).is_none()
                 {
@@ -622,9 +578,7 @@ impl Server {
                     c.queue(b"STREAM logs\n");
                 }
                 let mut out = Vec::new();
-                host.logs(name.as_deref(), lines, &mut |svc, line| {
-                    out.extend(proto::encode_log(svc, line))
-                });
+                host.logs(name.as_deref(), lines, &mut |svc, line| out.extend(proto::encode_log(svc, line)));
                 c.queue(&out);
                 if follow {
                     c.phase = Phase::Logs { name };
@@ -639,38 +593,20 @@ impl Server {
                     self.seen = Some(snapshot(&host.services()));
                 }
             }
-            Request::Wait {
-                name,
-                state,
-                timeout_ms,
-            } => match host.service(&name) {
+            Request::Wait { name, state, timeout_ms } => match host.service(&name) {
                 None => write_failure(c, &not_found(&name)),
                 Some(s) if s.state == state => {
                     c.queue(format!("{}OK\n", proto::encode_service("SVC", &s)).as_bytes());
                 }
                 Some(s) if timeout_ms == 0 => write_failure(c, &wait_timeout(&s, state, 0)),
                 Some(_) => {
-                    let deadline = now
-                        .checked_add(Duration::from_millis(timeout_ms))
-                        .unwrap_or(now);
-                    c.phase = Phase::Waiting {
-                        name,
-                        state,
-                        deadline,
-                        timeout_ms,
-                    };
+                    let deadline = now.checked_add(Duration::from_millis(timeout_ms)).unwrap_or(now);
+                    c.phase = Phase::Waiting { name, state, deadline, timeout_ms };
                 }
             },
             Request::Health { name, ready } => {
-                match health(
-                    &host.services(),
-                    name.as_deref(),
-                    ready,
-                    host.shutting_down(),
-                ) {
-                    Ok(msg) => {
-                        c.queue(format!("{}OK\n", proto::encode_text("MSG", &msg)).as_bytes())
-                    }
+                match health(&host.services(), name.as_deref(), ready, host.shutting_down()) {
+                    Ok(msg) => c.queue(format!("{}OK\n", proto::encode_text("MSG", &msg)).as_bytes()),
                     Err(f) => write_failure(c, &f),
                 }
             }
@@ -732,20 +668,14 @@ impl Server {
         let wanted = c.wanted(&limits);
         if wanted != c.interest {
             c.interest = wanted;
-            self.changes.push(FdChange::Modify {
-                client: id,
-                interest: wanted,
-            });
+            self.changes.push(FdChange::Modify { client: id, interest: wanted });
         }
         self.index(id);
     }
 
     fn close(&mut self, id: ClientId) {
         if let Some(c) = self.clients.remove(&id) {
-            self.changes.push(FdChange::Remove {
-                client: id,
-                fd: c.fd,
-            });
+            self.changes.push(FdChange::Remove { client: id, fd: c.fd });
         }
         self.index(id);
     }
@@ -769,12 +699,7 @@ impl Server {
                 continue;
             };
             match &c.phase {
-                Phase::Waiting {
-                    name,
-                    state,
-                    timeout_ms,
-                    ..
-                } => {
+                Phase::Waiting { name, state, timeout_ms, .. } => {
                     let (name, state, timeout_ms) = (name.clone(), *state, *timeout_ms);
                     let f = match host.service(&name) {
                         Some(s) => wait_timeout(&s, state, timeout_ms),
@@ -871,9 +796,7 @@ impl Server {
 impl Drop for Server {
     /// Removes the socket file, if it is still the one we bound.
     fn drop(&mut self) {
-        let ours = std::fs::symlink_metadata(&self.path)
-            .ok()
-            .map(|m| (m.dev(), m.ino()));
+        let ours = std::fs::symlink_metadata(&self.path).ok().map(|m| (m.dev(), m.ino()));
         if ours.is_some() && ours == self.file_id {
             let _ = std::fs::remove_file(&self.path);
         }
@@ -882,10 +805,7 @@ impl Drop for Server {
 
 /// The view of one service for the control plane, from its spec and the supervisor's status.
 /// Health is `Unknown` here: the reactor sets it from its probes.
-pub fn service_view(
-    spec: &crate::spec::ServiceSpec,
-    st: &crate::supervisor::ServiceStatus,
-) -> ServiceView {
+pub fn service_view(spec: &crate::spec::ServiceSpec, st: &crate::supervisor::ServiceStatus) -> ServiceView {
     use proto::DepKind;
     let d = &spec.deps;
     let deps = [
@@ -925,11 +845,7 @@ pub fn default_socket_path(env: &dyn Fn(&str) -> Option<String>, euid: u32) -> P
 }
 
 /// The socket path: `explicit` (`--socket`), else `$INIT_SOCKET`, `$ZINIT_SOCKET`, the default.
-pub fn socket_path(
-    explicit: Option<&Path>,
-    env: &dyn Fn(&str) -> Option<String>,
-    euid: u32,
-) -> PathBuf {
+pub fn socket_path(explicit: Option<&Path>, env: &dyn Fn(&str) -> Option<String>, euid: u32) -> PathBuf {
     match explicit {
         Some(p) => p.to_path_buf(),
         None => env("INIT_SOCKET")
@@ -941,11 +857,7 @@ pub fn socket_path(
 }
 
 fn hello() -> String {
-    format!(
-        "HELLO {} ankh {}\nOK\n",
-        proto::VERSION,
-        env!("CARGO_PKG_VERSION")
-    )
+    format!("HELLO {} ankh {}\nOK\n", proto::VERSION, env!("CARGO_PKG_VERSION"))
 }
 
 fn not_found(name: &str) -> Failure {
@@ -967,11 +879,7 @@ fn wait_timeout(s: &ServiceView, want: State, timeout_ms: u64) -> Failure {
 }
 
 fn show_ms(ms: u64) -> String {
-    if ms.is_multiple_of(1000) {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{ms}ms")
-    }
+    if ms.is_multiple_of(1000) { format!("{}s", ms / 1000) } else { format!("{ms}ms") }
 }
 
 fn write_failure(c: &mut Client, f: &Failure) {
@@ -984,20 +892,13 @@ fn write_failure(c: &mut Client, f: &Failure) {
 }
 
 fn snapshot(services: &[ServiceView]) -> HashMap<String, Seen> {
-    services
-        .iter()
-        .map(|s| (s.name.clone(), (s.state, s.pid, s.reason.clone(), s.health)))
-        .collect()
+    services.iter().map(|s| (s.name.clone(), (s.state, s.pid, s.reason.clone(), s.health))).collect()
 }
 
 /// Best effort: one error line to a client we will not serve, then it is closed (dropped).
 fn refuse(fd: &OwnedFd, code: ErrCode, message: &str) {
     let line = proto::encode_err(code, message);
-    let _ = rustix::net::send(
-        fd,
-        line.as_bytes(),
-        SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
-    );
+    let _ = rustix::net::send(fd, line.as_bytes(), SendFlags::NOSIGNAL | SendFlags::DONTWAIT);
 }
 
 /// True when a live server answers on `addr` (then the socket file is not stale).
@@ -1011,24 +912,16 @@ fn is_live(addr: &SocketAddrUnix) -> bool {
         return false;
     };
     // A full backlog (EAGAIN) still means somebody listens.
-    matches!(
-        rustix::net::connect(&sock, addr),
-        Ok(()) | Err(Errno::AGAIN)
-    )
+    matches!(rustix::net::connect(&sock, addr), Ok(()) | Err(Errno::AGAIN))
 }
 
 /// A zero-timeout poll: did the peer hang up (or the socket fail)?
 fn hung_up(fd: &OwnedFd) -> bool {
     use rustix::event::{PollFd, PollFlags};
     let mut fds = [PollFd::new(fd, PollFlags::empty())];
-    let zero = rustix::time::Timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let zero = rustix::time::Timespec { tv_sec: 0, tv_nsec: 0 };
     match rustix::event::poll(&mut fds, Some(&zero)) {
-        Ok(_) => fds
-            .iter()
-            .any(|p| p.revents().intersects(PollFlags::HUP | PollFlags::ERR)),
+        Ok(_) => fds.iter().any(|p| p.revents().intersects(PollFlags::HUP | PollFlags::ERR)),
         Err(_) => false,
     }
 }
@@ -1047,10 +940,7 @@ pub fn health(
     let count;
     match name {
         Some(n) => {
-            let s = services
-                .iter()
-                .find(|s| s.name == n)
-                .ok_or_else(|| not_found(n))?;
+            let s = services.iter().find(|s| s.name == n).ok_or_else(|| not_found(n))?;
             count = 1;
             if !ok_state(s) || s.health == Health::Unhealthy {
                 bad.push(s);
@@ -1059,9 +949,7 @@ pub fn health(
         None => {
             count = services.iter().filter(|s| s.autostart).count();
             bad.extend(
-                services
-                    .iter()
-                    .filter(|s| (s.autostart && !ok_state(s)) || s.health == Health::Unhealthy),
+                services.iter().filter(|s| (s.autostart && !ok_state(s)) || s.health == Health::Unhealthy),
             );
         }
     }
@@ -1076,11 +964,7 @@ pub fn health(
         });
     }
     let message = format!("unhealthy: {}", details.join("; "));
-    Err(Failure {
-        code: ErrCode::Unavailable,
-        message,
-        details,
-    })
+    Err(Failure { code: ErrCode::Unavailable, message, details })
 }
 
 fn describe(s: &ServiceView) -> String {
@@ -1121,11 +1005,7 @@ mod tests {
         let mut a = view("a", State::Running);
         a.health = Health::Unhealthy;
         let e = health(&[a.clone()], None, false, false).unwrap_err();
-        assert!(
-            e.message.contains("a is Running and unhealthy"),
-            "{}",
-            e.message
-        );
+        assert!(e.message.contains("a is Running and unhealthy"), "{}", e.message);
         assert!(health(&[a], Some("a"), false, false).is_err());
     }
 
@@ -1133,14 +1013,8 @@ mod tests {
     fn health_by_name() {
         let all = vec![view("a", State::Running), view("b", State::Failed)];
         assert!(health(&all, Some("a"), false, false).is_ok());
-        assert_eq!(
-            health(&all, Some("b"), false, false).unwrap_err().code,
-            ErrCode::Unavailable
-        );
-        assert_eq!(
-            health(&all, Some("zz"), false, false).unwrap_err().code,
-            ErrCode::NotFound
-        );
+        assert_eq!(health(&all, Some("b"), false, false).unwrap_err().code, ErrCode::Unavailable);
+        assert_eq!(health(&all, Some("zz"), false, false).unwrap_err().code, ErrCode::NotFound);
     }
 
     #[test]
@@ -1157,15 +1031,9 @@ mod tests {
         let v = service_view(&spec, &st);
         assert_eq!(
             v.deps,
-            vec![
-                (proto::DepKind::Requires, "db".into()),
-                (proto::DepKind::After, "log".into())
-            ]
+            vec![(proto::DepKind::Requires, "db".into()), (proto::DepKind::After, "log".into())]
         );
-        assert_eq!(
-            (v.state, v.restarts, v.reason.as_deref()),
-            (State::Blocked, 2, Some("waiting for db"))
-        );
+        assert_eq!((v.state, v.restarts, v.reason.as_deref()), (State::Blocked, 2, Some("waiting for db")));
     }
 
     #[test]
@@ -1176,20 +1044,11 @@ mod tests {
             _ => None,
         };
         let none = |_: &str| None;
-        assert_eq!(
-            socket_path(Some(Path::new("/x")), &env, 0),
-            PathBuf::from("/x")
-        );
+        assert_eq!(socket_path(Some(Path::new("/x")), &env, 0), PathBuf::from("/x"));
         assert_eq!(socket_path(None, &env, 0), PathBuf::from("/z.sock"));
         assert_eq!(socket_path(None, &none, 0), PathBuf::from("/run/init.sock"));
-        assert_eq!(
-            default_socket_path(&env, 1000),
-            PathBuf::from("/run/user/1000/init.sock")
-        );
-        assert_eq!(
-            default_socket_path(&none, 1000),
-            PathBuf::from("/tmp/init-1000.sock")
-        );
+        assert_eq!(default_socket_path(&env, 1000), PathBuf::from("/run/user/1000/init.sock"));
+        assert_eq!(default_socket_path(&none, 1000), PathBuf::from("/tmp/init-1000.sock"));
     }
 
     #[test]

@@ -120,35 +120,19 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, String> {
         match arg {
             Long("socket") => socket = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?)),
             Long("json") => json = true,
-            Long("timeout") => {
-                timeout = Some(duration(
-                    p.value().map_err(|e| e.to_string())?,
-                    "--timeout",
-                )?)
-            }
+            Long("timeout") => timeout = Some(duration(p.value().map_err(|e| e.to_string())?, "--timeout")?),
             Short('f') | Long("follow") => follow = true,
             Short('n') | Long("lines") => {
                 let v = p.value().map_err(|e| e.to_string())?;
                 let v = v.to_string_lossy();
-                lines = Some(
-                    v.parse()
-                        .map_err(|_| format!("-n: not a number of lines: {v:?}"))?,
-                );
+                lines = Some(v.parse().map_err(|_| format!("-n: not a number of lines: {v:?}"))?);
             }
             Long("ready") => ready = true,
             Short('s') | Long("signal") => {
-                signal = Some(
-                    p.value()
-                        .map_err(|e| e.to_string())?
-                        .to_string_lossy()
-                        .into_owned(),
-                );
+                signal = Some(p.value().map_err(|e| e.to_string())?.to_string_lossy().into_owned());
             }
             Value(v) => {
-                words.push(
-                    v.into_string()
-                        .map_err(|v| format!("not UTF-8: {:?}", v.to_string_lossy()))?,
-                );
+                words.push(v.into_string().map_err(|v| format!("not UTF-8: {:?}", v.to_string_lossy()))?);
             }
             other => return Err(other.unexpected().to_string()),
         }
@@ -159,10 +143,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, String> {
         if args.len() < min {
             Err(format!("{verb}: missing argument"))
         } else if args.len() > max {
-            Err(format!(
-                "{verb}: unexpected argument {:?}",
-                args.get(max).cloned().unwrap_or_default()
-            ))
+            Err(format!("{verb}: unexpected argument {:?}", args.get(max).cloned().unwrap_or_default()))
         } else {
             Ok(())
         }
@@ -183,9 +164,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, String> {
     let requests = match verb.as_str() {
         "status" => {
             arity(0, 1)?;
-            vec![Request::Status {
-                name: args.first().cloned(),
-            }]
+            vec![Request::Status { name: args.first().cloned() }]
         }
         "list" | "ls" => {
             arity(0, 0)?;
@@ -206,23 +185,12 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, String> {
         }
         "kill" => {
             arity(1, 2)?;
-            let sig = args
-                .get(1)
-                .cloned()
-                .or(signal)
-                .unwrap_or_else(|| "TERM".to_string());
-            vec![Request::Kill {
-                name: first(),
-                signal: sig,
-            }]
+            let sig = args.get(1).cloned().or(signal).unwrap_or_else(|| "TERM".to_string());
+            vec![Request::Kill { name: first(), signal: sig }]
         }
         "logs" | "log" => {
             arity(0, 1)?;
-            vec![Request::Logs {
-                name: args.first().cloned(),
-                lines,
-                follow,
-            }]
+            vec![Request::Logs { name: args.first().cloned(), lines, follow }]
         }
         "why" => {
             arity(1, 1)?;
@@ -238,12 +206,9 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, String> {
         }
         "add" => {
             arity(1, 1)?;
+            let path = std::fs::canonicalize(first()).map_err(|e| format!("add: {}: {e}", first()))?;
             let path =
-                std::fs::canonicalize(first()).map_err(|e| format!("add: {}: {e}", first()))?;
-            let path = path
-                .into_os_string()
-                .into_string()
-                .map_err(|_| "add: the path is not UTF-8".to_string())?;
+                path.into_os_string().into_string().map_err(|_| "add: the path is not UTF-8".to_string())?;
             vec![Request::Add { path }]
         }
         "remove" => {
@@ -270,35 +235,20 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, String> {
             let wait = timeout.unwrap_or(WAIT_TIMEOUT);
             timeout_for_reply = wait.saturating_add(REPLY_TIMEOUT);
             let timeout_ms = u64::try_from(wait.as_millis()).unwrap_or(proto::MAX_WAIT_MS);
-            vec![Request::Wait {
-                name: first(),
-                state,
-                timeout_ms,
-            }]
+            vec![Request::Wait { name: first(), state, timeout_ms }]
         }
         "health" => {
             arity(0, 1)?;
-            vec![Request::Health {
-                name: args.first().cloned(),
-                ready,
-            }]
+            vec![Request::Health { name: args.first().cloned(), ready }]
         }
         other => return Err(format!("unknown command {other:?}")),
     };
-    Ok(Invocation {
-        socket,
-        json,
-        timeout: timeout_for_reply,
-        requests,
-    })
+    Ok(Invocation { socket, json, timeout: timeout_for_reply, requests })
 }
 
 /// Runs a client command line (without `argv[0]`) and returns the exit code.
 pub fn run(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> i32 {
-    let mut t = Term {
-        out: &mut std::io::stdout(),
-        err: &mut std::io::stderr(),
-    };
+    let mut t = Term { out: &mut std::io::stdout(), err: &mut std::io::stderr() };
     run_with(args, env, &mut t)
 }
 
@@ -311,10 +261,7 @@ pub struct Term<'a> {
 impl Term<'_> {
     /// False when stdout is closed (EPIPE, `| head`): the command then ends quietly.
     fn out(&mut self, bytes: &[u8]) -> bool {
-        self.out
-            .write_all(bytes)
-            .and_then(|()| self.out.flush())
-            .is_ok()
+        self.out.write_all(bytes).and_then(|()| self.out.flush()).is_ok()
     }
 
     fn err(&mut self, text: &str) {
@@ -323,15 +270,8 @@ impl Term<'_> {
 }
 
 /// `run`, writing to `t`.
-pub fn run_with(
-    args: Vec<OsString>,
-    env: &dyn Fn(&str) -> Option<String>,
-    t: &mut Term<'_>,
-) -> i32 {
-    if args
-        .iter()
-        .any(|a| a == OsStr::new("--help") || a == OsStr::new("-h"))
-    {
+pub fn run_with(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>, t: &mut Term<'_>) -> i32 {
+    if args.iter().any(|a| a == OsStr::new("--help") || a == OsStr::new("-h")) {
         t.out(USAGE.as_bytes());
         return 0;
     }
@@ -377,17 +317,11 @@ impl Conn {
         let s = connect(path, timeout)?;
         let _ = s.set_read_timeout(Some(timeout));
         let _ = s.set_write_timeout(Some(timeout));
-        Ok(Conn {
-            reader: BufReader::new(s),
-            timeout,
-        })
+        Ok(Conn { reader: BufReader::new(s), timeout })
     }
 
     fn send(&mut self, lines: &str) -> Result<(), Fail> {
-        self.reader
-            .get_mut()
-            .write_all(lines.as_bytes())
-            .map_err(|e| self.io_fail(e))
+        self.reader.get_mut().write_all(lines.as_bytes()).map_err(|e| self.io_fail(e))
     }
 
     /// Reads one reply line; `None` at end of stream.
@@ -399,10 +333,9 @@ impl Conn {
                 if buf.last() == Some(&b'\n') {
                     buf.pop();
                 }
-                proto::parse_line(&buf).map(Some).map_err(|e| Fail {
-                    message: format!("bad reply: {e}"),
-                    exit: 1,
-                })
+                proto::parse_line(&buf)
+                    .map(Some)
+                    .map_err(|e| Fail { message: format!("bad reply: {e}"), exit: 1 })
             }
             Err(e) => Err(self.io_fail(e)),
         }
@@ -453,17 +386,12 @@ fn connect(path: &Path, timeout: Duration) -> Result<UnixStream, Fail> {
             }
             Err(Errno::AGAIN) => {
                 return Err(Fail {
-                    message: format!(
-                        "init did not accept the connection within {}",
-                        show(timeout)
-                    ),
+                    message: format!("init did not accept the connection within {}", show(timeout)),
                     exit: 4,
                 });
             }
             Err(Errno::NOENT) | Err(Errno::NOTDIR) => {
-                return Err(unreachable(format!(
-                    "init is not running (no control socket at {shown})"
-                )));
+                return Err(unreachable(format!("init is not running (no control socket at {shown})")));
             }
             Err(Errno::CONNREFUSED) => {
                 return Err(unreachable(format!(
@@ -494,16 +422,11 @@ fn read_reply(conn: &mut Conn) -> Result<Reply, Fail> {
     loop {
         match conn.line()? {
             None => {
-                return Err(unreachable(
-                    "init closed the connection before replying".into(),
-                ));
+                return Err(unreachable("init closed the connection before replying".into()));
             }
             Some(Line::Ok) => return Ok(Reply { lines, err: None }),
             Some(Line::Err { code, message }) => {
-                return Ok(Reply {
-                    lines,
-                    err: Some((code, message)),
-                });
+                return Ok(Reply { lines, err: Some((code, message)) });
             }
             Some(l) => lines.push(l),
         }
@@ -512,13 +435,7 @@ fn read_reply(conn: &mut Conn) -> Result<Reply, Fail> {
 
 fn execute(inv: &Invocation, path: &Path, t: &mut Term<'_>) -> Result<i32, Fail> {
     let mut conn = Conn::open(path, inv.timeout)?;
-    let mut hello = format!(
-        "{}\n",
-        Request::Hello {
-            version: proto::VERSION
-        }
-        .encode()
-    );
+    let mut hello = format!("{}\n", Request::Hello { version: proto::VERSION }.encode());
     for r in &inv.requests {
         hello.push_str(&r.encode());
         hello.push('\n');
@@ -526,16 +443,12 @@ fn execute(inv: &Invocation, path: &Path, t: &mut Term<'_>) -> Result<i32, Fail>
     conn.send(&hello)?;
     let greeting = read_reply(&mut conn)?;
     if let Some((code, message)) = greeting.err {
-        return Err(unreachable(format!(
-            "init refused the connection: {message} ({code})"
-        )));
+        return Err(unreachable(format!("init refused the connection: {message} ({code})")));
     }
     let mut code = 0;
     for req in &inv.requests {
         let c = match req {
-            Request::Logs {
-                follow: true, name, ..
-            } => stream(&mut conn, inv.json, name.is_none(), t)?,
+            Request::Logs { follow: true, name, .. } => stream(&mut conn, inv.json, name.is_none(), t)?,
             Request::Events => stream(&mut conn, inv.json, true, t)?,
             _ => {
                 let reply = read_reply(&mut conn)?;
@@ -578,12 +491,7 @@ fn stream(conn: &mut Conn, json: bool, prefix: bool, t: &mut Term<'_>) -> Result
 fn log_line(name: &str, line: &[u8], prefix: bool, json: bool) -> Vec<u8> {
     if json {
         let l = String::from_utf8_lossy(line);
-        return format!(
-            "{{\"service\":{},\"line\":{}}}\n",
-            json_str(name),
-            json_str(&l)
-        )
-        .into_bytes();
+        return format!("{{\"service\":{},\"line\":{}}}\n", json_str(name), json_str(&l)).into_bytes();
     }
     let mut v = Vec::with_capacity(name.len() + line.len() + 3);
     if prefix {
@@ -615,13 +523,7 @@ fn render(req: &Request, reply: Reply, json: bool, t: &mut Term<'_>) -> i32 {
     let diags: Vec<String> = reply
         .lines
         .iter()
-        .filter_map(|l| {
-            if let Line::Diag(d) = l {
-                Some(d.clone())
-            } else {
-                None
-            }
-        })
+        .filter_map(|l| if let Line::Diag(d) = l { Some(d.clone()) } else { None })
         .collect();
     if let Some((code, message)) = reply.err {
         if matches!(req, Request::Health { .. }) && code == proto::ErrCode::Unavailable as u16 {
@@ -644,13 +546,7 @@ fn render(req: &Request, reply: Reply, json: bool, t: &mut Term<'_>) -> i32 {
     let msgs: Vec<String> = reply
         .lines
         .iter()
-        .filter_map(|l| {
-            if let Line::Msg(m) = l {
-                Some(m.clone())
-            } else {
-                None
-            }
-        })
+        .filter_map(|l| if let Line::Msg(m) = l { Some(m.clone()) } else { None })
         .collect();
     let text = match req {
         Request::List if json => json_services(&services, false),
@@ -658,13 +554,7 @@ fn render(req: &Request, reply: Reply, json: bool, t: &mut Term<'_>) -> i32 {
             &["NAME", "STATE", "PID"],
             services
                 .iter()
-                .map(|s| {
-                    vec![
-                        s.name.clone(),
-                        proto::state_name(s.state).to_string(),
-                        pid(s),
-                    ]
-                })
+                .map(|s| vec![s.name.clone(), proto::state_name(s.state).to_string(), pid(s)])
                 .collect(),
         ),
         Request::Status { name: None } if json => json_services(&services, false),
@@ -708,10 +598,7 @@ fn render(req: &Request, reply: Reply, json: bool, t: &mut Term<'_>) -> i32 {
             None => String::new(),
         },
         Request::Health { .. } if json => {
-            format!(
-                "{{\"healthy\":true,\"message\":{}}}\n",
-                json_str(&msgs.join("; "))
-            )
+            format!("{{\"healthy\":true,\"message\":{}}}\n", json_str(&msgs.join("; ")))
         }
         _ if json => format!("{{\"ok\":true,\"messages\":{}}}\n", json_list(&msgs)),
         _ => msgs.iter().map(|m| format!("{m}\n")).collect(),
@@ -800,14 +687,10 @@ fn parse_duration(s: &str) -> Option<Duration> {
     let mut total = Duration::ZERO;
     let mut rest = s;
     while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
         let (num, tail) = rest.split_at(digits);
         let n: u64 = num.parse().ok()?;
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit() || c == ' ')
-            .unwrap_or(tail.len());
+        let unit_len = tail.find(|c: char| c.is_ascii_digit() || c == ' ').unwrap_or(tail.len());
         let (unit, tail) = tail.split_at(unit_len);
         let ms: u64 = match unit {
             "ms" => 1,
@@ -841,10 +724,7 @@ fn show(d: Duration) -> String {
 fn status_block(s: &ServiceView) -> String {
     let mut rows: Vec<(&str, String)> = vec![
         ("name", s.name.clone()),
-        (
-            "kind",
-            if s.target { "target" } else { "service" }.to_string(),
-        ),
+        ("kind", if s.target { "target" } else { "service" }.to_string()),
         ("state", proto::state_name(s.state).to_string()),
         ("pid", pid(s)),
     ];
@@ -853,33 +733,17 @@ fn status_block(s: &ServiceView) -> String {
     }
     rows.push(("restarts", s.restarts.to_string()));
     rows.push(("health", s.health.name().to_string()));
-    rows.push((
-        "autostart",
-        if s.autostart { "yes" } else { "no" }.to_string(),
-    ));
+    rows.push(("autostart", if s.autostart { "yes" } else { "no" }.to_string()));
     if let Some(r) = &s.reason {
         rows.push(("reason", r.clone()));
     }
-    for kind in [
-        DepKind::Requires,
-        DepKind::StartAfter,
-        DepKind::After,
-        DepKind::Wants,
-        DepKind::Conflicts,
-    ] {
-        let names: Vec<&str> = s
-            .deps
-            .iter()
-            .filter(|(k, _)| *k == kind)
-            .map(|(_, n)| n.as_str())
-            .collect();
+    for kind in [DepKind::Requires, DepKind::StartAfter, DepKind::After, DepKind::Wants, DepKind::Conflicts] {
+        let names: Vec<&str> = s.deps.iter().filter(|(k, _)| *k == kind).map(|(_, n)| n.as_str()).collect();
         if !names.is_empty() {
             rows.push((kind.name(), names.join(", ")));
         }
     }
-    rows.iter()
-        .map(|(k, v)| format!("{:<12}{v}\n", format!("{k}:")))
-        .collect()
+    rows.iter().map(|(k, v)| format!("{:<12}{v}\n", format!("{k}:"))).collect()
 }
 
 /// `why NAME`: the service's state and reason, then each dependency and its state.
@@ -893,20 +757,11 @@ fn why(name: &str, services: &[ServiceView], json: bool) -> String {
             .deps
             .iter()
             .map(|(k, n)| {
-                let st = state_of(n)
-                    .map_or("null".to_string(), |d| json_str(proto::state_name(d.state)));
-                format!(
-                    "{{\"kind\":{},\"name\":{},\"state\":{st}}}",
-                    json_str(k.name()),
-                    json_str(n)
-                )
+                let st = state_of(n).map_or("null".to_string(), |d| json_str(proto::state_name(d.state)));
+                format!("{{\"kind\":{},\"name\":{},\"state\":{st}}}", json_str(k.name()), json_str(n))
             })
             .collect();
-        return format!(
-            "{{\"service\":{},\"deps\":[{}]}}\n",
-            service_json(s, false),
-            deps.join(",")
-        );
+        return format!("{{\"service\":{},\"deps\":[{}]}}\n", service_json(s, false), deps.join(","));
     }
     let mut out = format!("{} is {}", s.name, proto::state_name(s.state));
     if let Some(p) = s.pid {
@@ -949,40 +804,20 @@ fn tree(services: &[ServiceView]) -> String {
     let ordering = |k: &DepKind| !matches!(k, DepKind::Conflicts);
     let depended: std::collections::HashSet<&str> = services
         .iter()
-        .flat_map(|s| {
-            s.deps
-                .iter()
-                .filter(|(k, _)| ordering(k))
-                .map(|(_, n)| n.as_str())
-        })
+        .flat_map(|s| s.deps.iter().filter(|(k, _)| ordering(k)).map(|(_, n)| n.as_str()))
         .collect();
-    let mut roots: Vec<&ServiceView> = services
-        .iter()
-        .filter(|s| !depended.contains(s.name.as_str()))
-        .collect();
+    let mut roots: Vec<&ServiceView> =
+        services.iter().filter(|s| !depended.contains(s.name.as_str())).collect();
     if roots.is_empty() {
         roots = services.iter().collect();
     }
     let mut rows: Vec<(String, String)> = Vec::new();
     let mut shown = std::collections::HashSet::new();
     for r in roots {
-        walk(
-            r,
-            services,
-            String::new(),
-            String::new(),
-            &mut shown,
-            &mut rows,
-        );
+        walk(r, services, String::new(), String::new(), &mut shown, &mut rows);
     }
-    let width = rows
-        .iter()
-        .map(|(l, _)| l.chars().count())
-        .max()
-        .unwrap_or(0);
-    rows.iter()
-        .map(|(l, st)| format!("{l}{}  {st}\n", " ".repeat(width - l.chars().count())))
-        .collect()
+    let width = rows.iter().map(|(l, _)| l.chars().count()).max().unwrap_or(0);
+    rows.iter().map(|(l, st)| format!("{l}{}  {st}\n", " ".repeat(width - l.chars().count()))).collect()
 }
 
 fn walk<'a>(
@@ -995,11 +830,8 @@ fn walk<'a>(
 ) {
     let mut state = proto::state_name(s.state).to_string();
     let seen = !shown.insert(s.name.as_str());
-    let deps: Vec<&(DepKind, String)> = s
-        .deps
-        .iter()
-        .filter(|(k, _)| !matches!(k, DepKind::Conflicts))
-        .collect();
+    let deps: Vec<&(DepKind, String)> =
+        s.deps.iter().filter(|(k, _)| !matches!(k, DepKind::Conflicts)).collect();
     if seen && !deps.is_empty() {
         state.push_str(" (see above)");
     }
@@ -1041,14 +873,7 @@ fn json_str(s: &str) -> String {
 }
 
 fn json_list(items: &[String]) -> String {
-    format!(
-        "[{}]",
-        items
-            .iter()
-            .map(|s| json_str(s))
-            .collect::<Vec<_>>()
-            .join(",")
-    )
+    format!("[{}]", items.iter().map(|s| json_str(s)).collect::<Vec<_>>().join(","))
 }
 
 fn service_json(s: &ServiceView, deps: bool) -> String {
@@ -1072,13 +897,7 @@ fn service_json(s: &ServiceView, deps: bool) -> String {
         let d: Vec<String> = s
             .deps
             .iter()
-            .map(|(k, n)| {
-                format!(
-                    "{{\"kind\":{},\"name\":{}}}",
-                    json_str(k.name()),
-                    json_str(n)
-                )
-            })
+            .map(|(k, n)| format!("{{\"kind\":{},\"name\":{}}}", json_str(k.name()), json_str(n)))
             .collect();
         o.push_str(&format!(",\"deps\":[{}]", d.join(",")));
     }
@@ -1103,9 +922,7 @@ mod tests {
     #[test]
     fn client_words_are_recognised() {
         assert!(is_client(&args(&["status"])));
-        assert!(is_client(&args(&[
-            "--socket", "/x", "--json", "logs", "-f"
-        ])));
+        assert!(is_client(&args(&["--socket", "/x", "--json", "logs", "-f"])));
         assert!(!is_client(&args(&["--", "status"])));
         assert!(!is_client(&args(&["--config", "dir"])));
         assert!(!is_client(&args(&["myapp"])));
@@ -1118,49 +935,23 @@ mod tests {
         assert_eq!(p(&["status"]), vec![Request::Status { name: None }]);
         assert_eq!(
             p(&["logs", "web", "-f", "-n", "5"]),
-            vec![Request::Logs {
-                name: Some("web".into()),
-                lines: Some(5),
-                follow: true
-            }]
+            vec![Request::Logs { name: Some("web".into()), lines: Some(5), follow: true }]
         );
-        assert_eq!(
-            p(&["kill", "web"]),
-            vec![Request::Kill {
-                name: "web".into(),
-                signal: "TERM".into()
-            }]
-        );
+        assert_eq!(p(&["kill", "web"]), vec![Request::Kill { name: "web".into(), signal: "TERM".into() }]);
         assert_eq!(
             p(&["kill", "web", "HUP"]),
-            vec![Request::Kill {
-                name: "web".into(),
-                signal: "HUP".into()
-            }]
+            vec![Request::Kill { name: "web".into(), signal: "HUP".into() }]
         );
         assert_eq!(
             p(&["kill", "-s", "9", "web"]),
-            vec![Request::Kill {
-                name: "web".into(),
-                signal: "9".into()
-            }]
+            vec![Request::Kill { name: "web".into(), signal: "9".into() }]
         );
         assert_eq!(p(&["restart", "a", "b"]).len(), 2);
-        assert_eq!(
-            p(&["health", "--ready"]),
-            vec![Request::Health {
-                name: None,
-                ready: true
-            }]
-        );
+        assert_eq!(p(&["health", "--ready"]), vec![Request::Health { name: None, ready: true }]);
         let w = parse(args(&["wait", "web", "running", "--timeout", "2s"])).unwrap();
         assert_eq!(
             w.requests,
-            vec![Request::Wait {
-                name: "web".into(),
-                state: State::Running,
-                timeout_ms: 2000
-            }]
+            vec![Request::Wait { name: "web".into(), state: State::Running, timeout_ms: 2000 }]
         );
         assert_eq!(w.timeout, Duration::from_secs(12));
     }
@@ -1203,15 +994,9 @@ mod tests {
     fn table_aligns_columns() {
         let t = table(
             &["NAME", "STATE"],
-            vec![
-                vec!["a-long-name".into(), "Running".into()],
-                vec!["b".into(), "X".into()],
-            ],
+            vec![vec!["a-long-name".into(), "Running".into()], vec!["b".into(), "X".into()]],
         );
-        assert_eq!(
-            t,
-            "NAME         STATE\na-long-name  Running\nb            X\n"
-        );
+        assert_eq!(t, "NAME         STATE\na-long-name  Running\nb            X\n");
     }
 
     #[test]
@@ -1219,11 +1004,7 @@ mod tests {
         let all = vec![
             svc("db", State::Running, &[(DepKind::Requires, "disk")]),
             svc("disk", State::Exited, &[]),
-            svc(
-                "web",
-                State::Blocked,
-                &[(DepKind::Requires, "db"), (DepKind::After, "disk")],
-            ),
+            svc("web", State::Blocked, &[(DepKind::Requires, "db"), (DepKind::After, "disk")]),
         ];
         let t = tree(&all);
         let want = "\
@@ -1242,10 +1023,7 @@ web                  Blocked
         let mut db = svc("db", State::Failed, &[]);
         db.reason = Some("exit 3".into());
         let text = why("web", &[web, db], false);
-        assert_eq!(
-            text,
-            "web is Blocked: waiting for db\n  requires  db  Failed (exit 3)\n"
-        );
+        assert_eq!(text, "web is Blocked: waiting for db\n  requires  db  Failed (exit 3)\n");
     }
 
     #[test]

@@ -5,15 +5,23 @@ use std::process::ExitCode;
 
 use ankh::cli::{self, Command, ModeChoice, Run};
 use ankh::supervisor::Mode;
-use ankh::{config, logger, pid1, reactor, signals, spec, sys};
+use ankh::{config, control, ctl, logger, notify, pid1, reactor, signals, spec, sys};
 
 fn main() -> ExitCode {
-    // Before anything else: no signal may arrive as an asynchronous handler, and SIGCHLD must not be
-    // inherited as SIG_IGN (the kernel would auto-reap and exit codes would be lost).
-    let inherited = signals::block_all().unwrap_or_default();
     let pid1 = rustix::process::getpid().is_init();
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     let env = |k: &str| std::env::var(k).ok();
+    // The client verbs (`init status`, `init logs -f`, `init notify`) are ordinary programs: they
+    // keep default signal handling so Ctrl+C ends them.
+    if !pid1 && args.first().is_some_and(|a| a == "notify") {
+        return exit(notify::notify_main(args.into_iter().skip(1)));
+    }
+    if !pid1 && ctl::is_client(&args) {
+        return exit(ctl::run(args, &env));
+    }
+    // Before anything else that supervises: no signal may arrive as an asynchronous handler, and
+    // SIGCHLD must not be inherited as SIG_IGN (the kernel would auto-reap; codes would be lost).
+    let inherited = signals::block_all().unwrap_or_default();
     let command = match cli::parse(args, &env, pid1) {
         Ok(c) => c,
         Err(e) => {
@@ -68,10 +76,11 @@ fn supervise(run: Run, pid1: bool, inherited: signals::Inherited) -> ExitCode {
 
     if run.config.is_empty() && !run.command.is_empty() {
         let code = reactor::run_tini(run.command, run.group, &run.remap_exit, inherited);
-        return finish(mode, code);
+        return finish(mode, reactor::Outcome { code, power: pid1::PowerAction::PowerOff });
     }
 
-    let dirs = if run.config.is_empty() { vec![std::path::PathBuf::from("/etc/init")] } else { run.config };
+    let dirs =
+        if run.config.is_empty() { vec![std::path::PathBuf::from("/etc/init")] } else { run.config.clone() };
     let opts = config::LoadOptions { check: false, root: None, env: std::env::vars().collect() };
     let loaded = config::load(&dirs, &opts);
     for d in &loaded.diagnostics {
@@ -85,9 +94,11 @@ fn supervise(run: Run, pid1: bool, inherited: signals::Inherited) -> ExitCode {
     if !run.command.is_empty() {
         main = Some(add_main_command(&mut config, &run.command));
     }
-    if config.services.is_empty() {
+    // As a system's PID 1 an empty set is no reason to stop: the loop waits for a signal
+    // (Ctrl-Alt-Del, SIGTERM) and then powers off.
+    if config.services.is_empty() && mode != Mode::System {
         log::error!("no service could be loaded from {}", show_dirs(&dirs));
-        return finish(mode, 3);
+        return finish(mode, reactor::Outcome { code: 3, power: pid1::PowerAction::PowerOff });
     }
     let opts = reactor::Options {
         mode,
@@ -96,19 +107,21 @@ fn supervise(run: Run, pid1: bool, inherited: signals::Inherited) -> ExitCode {
         remap_exit: run.remap_exit,
         env: std::env::vars_os().collect(),
         nofile,
+        socket: Some(control::socket_path(run.socket.as_deref(), &|k| std::env::var(k).ok(), sys::getuid())),
+        config_dirs: dirs,
     };
-    let code = match reactor::Reactor::new(config, opts) {
+    let outcome = match reactor::Reactor::new(config, opts) {
         Ok(r) => r.run(),
         Err(e) => {
             log::error!("cannot set up the event loop: {e}");
-            1
+            reactor::Outcome { code: 1, power: pid1::PowerAction::PowerOff }
         }
     };
-    finish(mode, code)
+    finish(mode, outcome)
 }
 
 /// `--config DIR -- CMD`: CMD becomes a service with init's own stdio.
-fn add_main_command(config: &mut spec::Config, command: &[OsString]) -> usize {
+fn add_main_command(config: &mut spec::Config, command: &[OsString]) -> String {
     let argv: Vec<String> = command.iter().map(|a| a.to_string_lossy().into_owned()).collect();
     let base = argv.first().and_then(|a| a.rsplit('/').next()).unwrap_or("main").to_string();
     let mut name = base.clone();
@@ -123,7 +136,7 @@ fn add_main_command(config: &mut spec::Config, command: &[OsString]) -> usize {
     s.env.keep_env = true;
     config.services.push(s);
     config.services.sort_by(|a, b| a.name.cmp(&b.name));
-    config.index_of(&name).unwrap_or(0)
+    name
 }
 
 fn show_dirs(dirs: &[std::path::PathBuf]) -> String {
@@ -151,11 +164,11 @@ fn detect_mode(choice: ModeChoice, pid1: bool) -> Mode {
 }
 
 /// Container and standalone: exit with the code. System PID 1: never exit; power off.
-fn finish(mode: Mode, code: i32) -> ExitCode {
+fn finish(mode: Mode, outcome: reactor::Outcome) -> ExitCode {
     if mode == Mode::System {
-        pid1::power(pid1::PowerAction::PowerOff);
+        pid1::power(outcome.power);
     }
-    exit(code)
+    exit(outcome.code)
 }
 
 fn exit(code: i32) -> ExitCode {

@@ -92,11 +92,7 @@ pub struct Failure {
 
 impl Failure {
     pub fn new(code: ErrCode, message: impl Into<String>) -> Failure {
-        Failure {
-            code,
-            message: message.into(),
-            details: Vec::new(),
-        }
+        Failure { code, message: message.into(), details: Vec::new() }
     }
 }
 
@@ -124,8 +120,7 @@ pub fn parse_state(s: &str) -> Option<State> {
         State::Exited,
         State::Failed,
     ];
-    ALL.into_iter()
-        .find(|st| state_name(*st).eq_ignore_ascii_case(s))
+    ALL.into_iter().find(|st| state_name(*st).eq_ignore_ascii_case(s))
 }
 
 /// One request. `None` for an optional name is written `-` on the wire.
@@ -261,11 +256,7 @@ impl Request {
             Request::Stop { name } => format!("stop {}", escape(name)),
             Request::Restart { name } => format!("restart {}", escape(name)),
             Request::Kill { name, signal } => format!("kill {} {}", escape(name), escape(signal)),
-            Request::Logs {
-                name,
-                lines,
-                follow,
-            } => {
+            Request::Logs { name, lines, follow } => {
                 let lines = lines.map_or_else(|| "all".to_string(), |n| n.to_string());
                 let mode = if *follow { "follow" } else { "once" };
                 format!("logs {} {lines} {mode}", opt_word(name))
@@ -280,20 +271,12 @@ impl Request {
             Request::Shutdown => "shutdown".to_string(),
             Request::Poweroff => "poweroff".to_string(),
             Request::Reboot => "reboot".to_string(),
-            Request::Wait {
-                name,
-                state,
-                timeout_ms,
-            } => {
+            Request::Wait { name, state, timeout_ms } => {
                 format!("wait {} {} {timeout_ms}", escape(name), state_name(*state))
             }
             Request::Events => "events".to_string(),
             Request::Health { name, ready } => {
-                format!(
-                    "health {}{}",
-                    opt_word(name),
-                    if *ready { " ready" } else { "" }
-                )
+                format!("health {}{}", opt_word(name), if *ready { " ready" } else { "" })
             }
         }
     }
@@ -339,32 +322,19 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Failure> {
     let args: Vec<&str> = words.collect();
     let arity = |min: usize, max: usize| -> Result<(), Failure> {
         if args.len() < min || args.len() > max {
-            let want = if min == max {
-                format!("{min}")
-            } else {
-                format!("{min} to {max}")
-            };
-            Err(bad(format!(
-                "{verb}: expected {want} argument(s), got {}",
-                args.len()
-            )))
+            let want = if min == max { format!("{min}") } else { format!("{min} to {max}") };
+            Err(bad(format!("{verb}: expected {want} argument(s), got {}", args.len())))
         } else {
             Ok(())
         }
     };
     let word = |i: usize| -> Result<String, Failure> {
-        let w = args
-            .get(i)
-            .ok_or_else(|| bad(format!("{verb}: missing argument")))?;
+        let w = args.get(i).ok_or_else(|| bad(format!("{verb}: missing argument")))?;
         unescape(w).ok_or_else(|| bad(format!("{verb}: bad escape in {w:?}")))
     };
     let name_at = |i: usize| -> Result<String, Failure> {
         let n = word(i)?;
-        if n.is_empty() {
-            Err(bad(format!("{verb}: empty service name")))
-        } else {
-            Ok(n)
-        }
+        if n.is_empty() { Err(bad(format!("{verb}: empty service name"))) } else { Ok(n) }
     };
     let opt_name = |i: usize| -> Result<Option<String>, Failure> {
         match args.get(i) {
@@ -376,9 +346,7 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Failure> {
         "HELLO" => {
             arity(1, 1)?;
             let v = word(0)?;
-            let version = v
-                .parse()
-                .map_err(|_| bad(format!("HELLO: not a version: {v:?}")))?;
+            let version = v.parse().map_err(|_| bad(format!("HELLO: not a version: {v:?}")))?;
             Request::Hello { version }
         }
         "status" => {
@@ -402,10 +370,7 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Failure> {
         }
         "kill" => {
             arity(2, 2)?;
-            Request::Kill {
-                name: name_at(0)?,
-                signal: word(1)?,
-            }
+            Request::Kill { name: name_at(0)?, signal: word(1)? }
         }
         "logs" => {
             arity(3, 3)?;
@@ -413,24 +378,16 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Failure> {
             let n = word(1)?;
             let lines = match n.as_str() {
                 "all" => None,
-                n => Some(
-                    n.parse()
-                        .map_err(|_| bad(format!("logs: not a line count: {n:?}")))?,
-                ),
+                n => Some(n.parse().map_err(|_| bad(format!("logs: not a line count: {n:?}")))?),
             };
             let follow = match word(2)?.as_str() {
                 "follow" => true,
                 "once" => false,
                 other => return Err(bad(format!("logs: expected follow or once, got {other:?}"))),
             };
-            Request::Logs {
-                name,
-                lines,
-                follow,
-            }
+            Request::Logs { name, lines, follow }
         }
-        "tree" | "reload" | "start-all" | "stop-all" | "shutdown" | "poweroff" | "reboot"
-        | "events" => {
+        "tree" | "reload" | "start-all" | "stop-all" | "shutdown" | "poweroff" | "reboot" | "events" => {
             arity(0, 0)?;
             match verb {
                 "tree" => Request::Tree,
@@ -457,14 +414,8 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Failure> {
             let s = word(1)?;
             let state = parse_state(&s).ok_or_else(|| bad(format!("wait: not a state: {s:?}")))?;
             let t = word(2)?;
-            let timeout_ms: u64 = t
-                .parse()
-                .map_err(|_| bad(format!("wait: not a timeout in ms: {t:?}")))?;
-            Request::Wait {
-                name,
-                state,
-                timeout_ms: timeout_ms.min(MAX_WAIT_MS),
-            }
+            let timeout_ms: u64 = t.parse().map_err(|_| bad(format!("wait: not a timeout in ms: {t:?}")))?;
+            Request::Wait { name, state, timeout_ms: timeout_ms.min(MAX_WAIT_MS) }
         }
         "health" => {
             arity(0, 2)?;
@@ -503,15 +454,9 @@ impl DepKind {
     }
 
     pub fn parse(s: &str) -> Option<DepKind> {
-        [
-            DepKind::Requires,
-            DepKind::StartAfter,
-            DepKind::After,
-            DepKind::Wants,
-            DepKind::Conflicts,
-        ]
-        .into_iter()
-        .find(|k| k.name() == s)
+        [DepKind::Requires, DepKind::StartAfter, DepKind::After, DepKind::Wants, DepKind::Conflicts]
+            .into_iter()
+            .find(|k| k.name() == s)
     }
 }
 
@@ -571,11 +516,7 @@ impl ServiceView {
 
 /// `TAG key=value ...` for a service (`SVC` or `EVENT`), with its newline.
 pub fn encode_service(tag: &str, s: &ServiceView) -> String {
-    let mut out = format!(
-        "{tag} name={} state={}",
-        escape(&s.name),
-        state_name(s.state)
-    );
+    let mut out = format!("{tag} name={} state={}", escape(&s.name), state_name(s.state));
     if let Some(pid) = s.pid {
         out.push_str(&format!(" pid={pid}"));
     }
@@ -664,29 +605,17 @@ pub enum Line {
 /// Parses one reply line (without its newline).
 pub fn parse_line(line: &[u8]) -> Result<Line, String> {
     let (tag, rest) = match line.iter().position(|&b| b == b' ') {
-        Some(i) => (
-            line.get(..i).unwrap_or(&[]),
-            line.get(i + 1..).unwrap_or(&[]),
-        ),
+        Some(i) => (line.get(..i).unwrap_or(&[]), line.get(i + 1..).unwrap_or(&[])),
         None => (line, &[][..]),
     };
     let tag = std::str::from_utf8(tag).map_err(|_| "reply tag is not UTF-8".to_string())?;
     if tag == tag::LOG {
         let (name, raw) = match rest.iter().position(|&b| b == b' ') {
-            Some(i) => (
-                rest.get(..i).unwrap_or(&[]),
-                rest.get(i + 1..).unwrap_or(&[]),
-            ),
+            Some(i) => (rest.get(..i).unwrap_or(&[]), rest.get(i + 1..).unwrap_or(&[])),
             None => (rest, &[][..]),
         };
-        let name = std::str::from_utf8(name)
-            .ok()
-            .and_then(unescape)
-            .ok_or("bad LOG name")?;
-        return Ok(Line::Log {
-            name,
-            line: raw.to_vec(),
-        });
+        let name = std::str::from_utf8(name).ok().and_then(unescape).ok_or("bad LOG name")?;
+        return Ok(Line::Log { name, line: raw.to_vec() });
     }
     let rest = String::from_utf8_lossy(rest);
     let rest = rest.as_ref();
@@ -695,18 +624,12 @@ pub fn parse_line(line: &[u8]) -> Result<Line, String> {
         "ERR" => {
             let (code, msg) = rest.split_once(' ').unwrap_or((rest, ""));
             let code = code.parse().map_err(|_| format!("bad ERR code {code:?}"))?;
-            Line::Err {
-                code,
-                message: msg.to_string(),
-            }
+            Line::Err { code, message: msg.to_string() }
         }
         "HELLO" => {
             let (v, server) = rest.split_once(' ').unwrap_or((rest, ""));
             let version = v.parse().map_err(|_| format!("bad HELLO version {v:?}"))?;
-            Line::Hello {
-                version,
-                server: server.to_string(),
-            }
+            Line::Hello { version, server: server.to_string() }
         }
         "SVC" => Line::Svc(parse_service(rest)?),
         "EVENT" => Line::Event(parse_service(rest)?),
@@ -720,16 +643,9 @@ pub fn parse_line(line: &[u8]) -> Result<Line, String> {
                     _ => {}
                 }
             }
-            Line::Dep {
-                kind: kind.ok_or("DEP without kind")?,
-                name: name.ok_or("DEP without name")?,
-            }
+            Line::Dep { kind: kind.ok_or("DEP without kind")?, name: name.ok_or("DEP without name")? }
         }
-        "SKIP" => Line::Skip(
-            rest.trim()
-                .parse()
-                .map_err(|_| format!("bad SKIP count {rest:?}"))?,
-        ),
+        "SKIP" => Line::Skip(rest.trim().parse().map_err(|_| format!("bad SKIP count {rest:?}"))?),
         "MSG" => Line::Msg(rest.to_string()),
         "DIAG" => Line::Diag(rest.to_string()),
         "STREAM" => Line::Stream(rest.to_string()),
@@ -740,13 +656,8 @@ pub fn parse_line(line: &[u8]) -> Result<Line, String> {
 fn fields(rest: &str) -> Result<Vec<(&str, String)>, String> {
     let mut out = Vec::new();
     for w in rest.split(' ').filter(|w| !w.is_empty()) {
-        let (k, v) = w
-            .split_once('=')
-            .ok_or_else(|| format!("field without '=': {w:?}"))?;
-        out.push((
-            k,
-            unescape(v).ok_or_else(|| format!("bad escape in {w:?}"))?,
-        ));
+        let (k, v) = w.split_once('=').ok_or_else(|| format!("field without '=': {w:?}"))?;
+        out.push((k, unescape(v).ok_or_else(|| format!("bad escape in {w:?}"))?));
     }
     Ok(out)
 }
@@ -801,49 +712,24 @@ mod tests {
             Request::List,
             Request::Start { name: n() },
             Request::Stop { name: "-".into() },
-            Request::Restart {
-                name: "a\\b".into(),
-            },
-            Request::Kill {
-                name: n(),
-                signal: "SIGHUP".into(),
-            },
-            Request::Logs {
-                name: None,
-                lines: None,
-                follow: true,
-            },
-            Request::Logs {
-                name: Some(n()),
-                lines: Some(5),
-                follow: false,
-            },
+            Request::Restart { name: "a\\b".into() },
+            Request::Kill { name: n(), signal: "SIGHUP".into() },
+            Request::Logs { name: None, lines: None, follow: true },
+            Request::Logs { name: Some(n()), lines: Some(5), follow: false },
             Request::Why { name: n() },
             Request::Tree,
             Request::Reload,
-            Request::Add {
-                path: "/tmp/x y.toml".into(),
-            },
+            Request::Add { path: "/tmp/x y.toml".into() },
             Request::Remove { name: n() },
             Request::StartAll,
             Request::StopAll,
             Request::Shutdown,
             Request::Poweroff,
             Request::Reboot,
-            Request::Wait {
-                name: n(),
-                state: State::Running,
-                timeout_ms: 1500,
-            },
+            Request::Wait { name: n(), state: State::Running, timeout_ms: 1500 },
             Request::Events,
-            Request::Health {
-                name: None,
-                ready: true,
-            },
-            Request::Health {
-                name: Some(n()),
-                ready: false,
-            },
+            Request::Health { name: None, ready: true },
+            Request::Health { name: Some(n()), ready: false },
         ] {
             roundtrip(r);
         }
@@ -851,19 +737,7 @@ mod tests {
 
     #[test]
     fn escape_roundtrips_awkward_strings() {
-        for s in [
-            "",
-            "-",
-            "a b",
-            "tab\there",
-            "x\ny",
-            "\\",
-            "\\e",
-            "é ü",
-            "\x01\x7f",
-            "-x",
-            "a=b",
-        ] {
+        for s in ["", "-", "a b", "tab\there", "x\ny", "\\", "\\e", "é ü", "\x01\x7f", "-x", "a=b"] {
             let e = escape(s);
             assert!(!e.contains([' ', '\n', '\r', '\t']), "{e:?}");
             assert_eq!(unescape(&e).as_deref(), Some(s), "{e:?}");
@@ -892,38 +766,20 @@ mod tests {
             b"health - now",
         ] {
             let e = parse_request(line).unwrap_err();
-            assert_eq!(
-                e.code,
-                ErrCode::BadRequest,
-                "{:?}",
-                String::from_utf8_lossy(line)
-            );
+            assert_eq!(e.code, ErrCode::BadRequest, "{:?}", String::from_utf8_lossy(line));
         }
     }
 
     #[test]
     fn crlf_and_extra_spaces_are_tolerated() {
-        assert_eq!(
-            parse_request(b"start  web\r"),
-            Ok(Request::Start { name: "web".into() })
-        );
-        assert_eq!(
-            parse_request(b"wait web running 10"),
-            parse_request(b"wait web Running 10")
-        );
+        assert_eq!(parse_request(b"start  web\r"), Ok(Request::Start { name: "web".into() }));
+        assert_eq!(parse_request(b"wait web running 10"), parse_request(b"wait web Running 10"));
     }
 
     #[test]
     fn wait_timeout_is_bounded() {
         let r = parse_request(b"wait web Running 99999999999999999").unwrap();
-        assert_eq!(
-            r,
-            Request::Wait {
-                name: "web".into(),
-                state: State::Running,
-                timeout_ms: MAX_WAIT_MS
-            }
-        );
+        assert_eq!(r, Request::Wait { name: "web".into(), state: State::Running, timeout_ms: MAX_WAIT_MS });
     }
 
     #[test]
@@ -941,25 +797,13 @@ mod tests {
         let mut want = s.clone();
         want.deps.clear();
         assert_eq!(parse_line(line.as_bytes()), Ok(Line::Svc(want)));
-        s.deps = vec![
-            (DepKind::Requires, "db".into()),
-            (DepKind::After, "log ger".into()),
-        ];
-        let deps: Vec<_> = encode_deps(&s)
-            .lines()
-            .map(|l| parse_line(l.as_bytes()).unwrap())
-            .collect();
+        s.deps = vec![(DepKind::Requires, "db".into()), (DepKind::After, "log ger".into())];
+        let deps: Vec<_> = encode_deps(&s).lines().map(|l| parse_line(l.as_bytes()).unwrap()).collect();
         assert_eq!(
             deps,
             vec![
-                Line::Dep {
-                    kind: DepKind::Requires,
-                    name: "db".into()
-                },
-                Line::Dep {
-                    kind: DepKind::After,
-                    name: "log ger".into()
-                }
+                Line::Dep { kind: DepKind::Requires, name: "db".into() },
+                Line::Dep { kind: DepKind::After, name: "log ger".into() }
             ]
         );
     }
@@ -968,10 +812,7 @@ mod tests {
     fn unknown_fields_and_tags_are_ignored() {
         let l = parse_line(b"SVC name=a state=Running colour=blue").unwrap();
         assert!(matches!(l, Line::Svc(ref s) if s.name == "a" && s.state == State::Running));
-        assert_eq!(
-            parse_line(b"FUTURE x y").unwrap(),
-            Line::Unknown("FUTURE".into())
-        );
+        assert_eq!(parse_line(b"FUTURE x y").unwrap(), Line::Unknown("FUTURE".into()));
     }
 
     #[test]
@@ -980,10 +821,7 @@ mod tests {
         let enc = enc.strip_suffix(b"\n").unwrap();
         assert_eq!(
             parse_line(enc),
-            Ok(Line::Log {
-                name: "web".into(),
-                line: b"\xff\xfe raw\ttext".to_vec()
-            })
+            Ok(Line::Log { name: "web".into(), line: b"\xff\xfe raw\ttext".to_vec() })
         );
     }
 
@@ -993,10 +831,7 @@ mod tests {
         assert_eq!(e, "ERR 404 no service named x\n");
         assert_eq!(
             parse_line(e.trim_end().as_bytes()),
-            Ok(Line::Err {
-                code: 404,
-                message: "no service named x".into()
-            })
+            Ok(Line::Err { code: 404, message: "no service named x".into() })
         );
         assert_eq!(ErrCode::from_u16(404), Some(ErrCode::NotFound));
     }

@@ -1,12 +1,6 @@
 //! The control server against real unix sockets, driven by a small epoll loop like the reactor's,
 //! with a fake host (no supervisor, no reactor).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::print_stdout,
-    clippy::print_stderr
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout, clippy::print_stderr)]
 
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -33,21 +27,11 @@ struct Fake {
 
 impl Fake {
     fn with(names: &[&str]) -> Fake {
-        let services = names
-            .iter()
-            .map(|n| ServiceView::new(n, State::Running))
-            .collect();
-        Fake {
-            services,
-            ..Fake::default()
-        }
+        let services = names.iter().map(|n| ServiceView::new(n, State::Running)).collect();
+        Fake { services, ..Fake::default() }
     }
     fn set_state(&mut self, name: &str, state: State) {
-        self.services
-            .iter_mut()
-            .find(|s| s.name == name)
-            .unwrap()
-            .state = state;
+        self.services.iter_mut().find(|s| s.name == name).unwrap().state = state;
     }
 }
 
@@ -68,11 +52,7 @@ impl Host for Fake {
         }
     }
     fn logs(&self, name: Option<&str>, lines: Option<usize>, line: &mut dyn FnMut(&str, &[u8])) {
-        let mine: Vec<_> = self
-            .logs
-            .iter()
-            .filter(|(n, _)| name.is_none_or(|x| x == n))
-            .collect();
+        let mine: Vec<_> = self.logs.iter().filter(|(n, _)| name.is_none_or(|x| x == n)).collect();
         let skip = lines.map_or(0, |n| mine.len().saturating_sub(n));
         for (n, l) in mine.into_iter().skip(skip) {
             line(n, l);
@@ -121,19 +101,9 @@ impl Rig {
         let dir = temp_dir();
         let server = Server::bind_with(&dir.join("init.sock"), limits).unwrap();
         let ep = epoll::create(epoll::CreateFlags::CLOEXEC).unwrap();
-        epoll::add(
-            &ep,
-            server.listener_fd(),
-            epoll::EventData::new_u64(LISTENER),
-            epoll::EventFlags::IN,
-        )
-        .unwrap();
-        Rig {
-            server,
-            epoll: ep,
-            host,
-            dir,
-        }
+        epoll::add(&ep, server.listener_fd(), epoll::EventData::new_u64(LISTENER), epoll::EventFlags::IN)
+            .unwrap();
+        Rig { server, epoll: ep, host, dir }
     }
 
     fn path(&self) -> PathBuf {
@@ -145,24 +115,14 @@ impl Rig {
             match ch {
                 FdChange::Add { client, interest } => {
                     if let Some(fd) = self.server.client_fd(client) {
-                        epoll::add(
-                            &self.epoll,
-                            fd,
-                            epoll::EventData::new_u64(client),
-                            flags(interest),
-                        )
-                        .unwrap();
+                        epoll::add(&self.epoll, fd, epoll::EventData::new_u64(client), flags(interest))
+                            .unwrap();
                     }
                 }
                 FdChange::Modify { client, interest } => {
                     if let Some(fd) = self.server.client_fd(client) {
-                        epoll::modify(
-                            &self.epoll,
-                            fd,
-                            epoll::EventData::new_u64(client),
-                            flags(interest),
-                        )
-                        .unwrap();
+                        epoll::modify(&self.epoll, fd, epoll::EventData::new_u64(client), flags(interest))
+                            .unwrap();
                     }
                 }
                 FdChange::Remove { fd, .. } => {
@@ -170,11 +130,7 @@ impl Rig {
                     drop(fd);
                 }
                 FdChange::Listener { watch } => {
-                    let f = if watch {
-                        epoll::EventFlags::IN
-                    } else {
-                        epoll::EventFlags::empty()
-                    };
+                    let f = if watch { epoll::EventFlags::IN } else { epoll::EventFlags::empty() };
                     epoll::modify(
                         &self.epoll,
                         self.server.listener_fd(),
@@ -194,16 +150,10 @@ impl Rig {
         if let Some(d) = self.server.next_deadline() {
             wait = wait.min(d.saturating_duration_since(now));
         }
-        let ts = rustix::time::Timespec {
-            tv_sec: wait.as_secs() as i64,
-            tv_nsec: i64::from(wait.subsec_nanos()),
-        };
+        let ts =
+            rustix::time::Timespec { tv_sec: wait.as_secs() as i64, tv_nsec: i64::from(wait.subsec_nanos()) };
         let mut events: Vec<epoll::Event> = Vec::with_capacity(256);
-        match epoll::wait(
-            &self.epoll,
-            rustix::buffer::spare_capacity(&mut events),
-            Some(&ts),
-        ) {
+        match epoll::wait(&self.epoll, rustix::buffer::spare_capacity(&mut events), Some(&ts)) {
             Ok(_) | Err(rustix::io::Errno::INTR) => {}
             Err(e) => panic!("epoll_wait: {e}"),
         }
@@ -250,11 +200,7 @@ impl Conn {
     fn open(rig: &Rig) -> Conn {
         let s = UnixStream::connect(rig.path()).unwrap();
         s.set_nonblocking(true).unwrap();
-        Conn {
-            s,
-            got: Vec::new(),
-            eof: false,
-        }
+        Conn { s, got: Vec::new(), eof: false }
     }
     fn hello(rig: &mut Rig) -> Conn {
         let mut c = Conn::open(rig);
@@ -294,21 +240,15 @@ impl Conn {
     fn reply(&mut self, rig: &mut Rig) -> Vec<String> {
         rig.until(Duration::from_secs(10), "a reply", |_| {
             self.pull();
-            self.lines()
-                .iter()
-                .any(|l| l == "OK" || l.starts_with("ERR "))
+            self.lines().iter().any(|l| l == "OK" || l.starts_with("ERR "))
         });
         self.lines()
     }
     fn closed(&mut self, rig: &mut Rig) {
-        rig.until(
-            Duration::from_secs(10),
-            "the server to close the connection",
-            |_| {
-                self.pull();
-                self.eof
-            },
-        );
+        rig.until(Duration::from_secs(10), "the server to close the connection", |_| {
+            self.pull();
+            self.eof
+        });
     }
 }
 
@@ -355,9 +295,7 @@ fn stale_socket_is_replaced_but_a_live_one_is_not() {
 
 #[test]
 fn unusable_directory_is_an_error_not_a_panic() {
-    let err = Server::bind(Path::new("/proc/self/nonexistent-dir/init.sock"))
-        .err()
-        .unwrap();
+    let err = Server::bind(Path::new("/proc/self/nonexistent-dir/init.sock")).err().unwrap();
     assert!(err.contains("cannot create"), "{err}");
 }
 
@@ -431,20 +369,11 @@ fn commands_go_to_the_host_and_failures_carry_their_details() {
     c.send("start broken\n");
     assert_eq!(
         c.reply(&mut rig),
-        vec![
-            "DIAG broken.toml:1:1: command: missing",
-            "DIAG second",
-            "ERR 422 broken.toml is invalid"
-        ]
+        vec!["DIAG broken.toml:1:1: command: missing", "DIAG second", "ERR 422 broken.toml is invalid"]
     );
     assert_eq!(
         rig.host.commands,
-        vec![
-            Request::Start { name: "web".into() },
-            Request::Start {
-                name: "broken".into()
-            }
-        ]
+        vec![Request::Start { name: "web".into() }, Request::Start { name: "broken".into() }]
     );
 }
 
@@ -457,11 +386,7 @@ fn pipelined_requests_are_answered_in_order_even_after_half_close() {
     c.closed(&mut rig);
     let l = c.lines();
     let tags: Vec<&str> = l.iter().map(|l| l.split(' ').next().unwrap()).collect();
-    assert_eq!(
-        tags,
-        vec!["HELLO", "OK", "SVC", "OK", "SVC", "OK", "SVC", "SVC", "OK"],
-        "{l:?}"
-    );
+    assert_eq!(tags, vec!["HELLO", "OK", "SVC", "OK", "SVC", "OK", "SVC", "SVC", "OK"], "{l:?}");
     assert!(l[2].contains("name=a") && l[4].contains("name=b"));
 }
 
@@ -477,10 +402,7 @@ fn why_sends_the_service_its_dependencies_and_their_states() {
     c.send("why web\n");
     let l = c.reply(&mut rig);
     assert_eq!(l.len(), 4, "{l:?}");
-    assert!(
-        l[0].starts_with("SVC name=web state=Blocked")
-            && l[0].ends_with("reason=waiting\\sfor\\sdb")
-    );
+    assert!(l[0].starts_with("SVC name=web state=Blocked") && l[0].ends_with("reason=waiting\\sfor\\sdb"));
     assert_eq!(l[1], "DEP kind=requires name=db");
     assert!(l[2].starts_with("SVC name=db state=Starting"));
 }
@@ -490,17 +412,11 @@ fn health_is_ok_only_when_everything_is_up() {
     let mut rig = Rig::new(Fake::with(&["a", "b"]));
     let mut c = Conn::hello(&mut rig);
     c.send("health -\n");
-    assert_eq!(
-        c.reply(&mut rig),
-        vec!["MSG healthy: 2 service(s) up", "OK"]
-    );
+    assert_eq!(c.reply(&mut rig), vec!["MSG healthy: 2 service(s) up", "OK"]);
     rig.host.set_state("b", State::Failed);
     c.got.clear();
     c.send("health -\n");
-    assert_eq!(
-        c.reply(&mut rig),
-        vec!["DIAG b is Failed", "ERR 503 unhealthy: b is Failed"]
-    );
+    assert_eq!(c.reply(&mut rig), vec!["DIAG b is Failed", "ERR 503 unhealthy: b is Failed"]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -537,10 +453,7 @@ fn wait_times_out_with_the_current_state() {
     c.send("wait web Running 150\n");
     let l = c.reply(&mut rig);
     assert!(t0.elapsed() >= Duration::from_millis(150));
-    assert_eq!(
-        l,
-        vec!["ERR 408 timed out after 150ms: web is Failed, not Running (exit 3)"]
-    );
+    assert_eq!(l, vec!["ERR 408 timed out after 150ms: web is Failed, not Running (exit 3)"]);
 }
 
 #[test]
@@ -557,28 +470,20 @@ fn events_stream_state_changes() {
         c.pull();
         c.lines().len() == 2
     });
-    assert!(
-        c.lines()[1].starts_with("EVENT name=b state=Stopping"),
-        "{:?}",
-        c.lines()
-    );
+    assert!(c.lines()[1].starts_with("EVENT name=b state=Stopping"), "{:?}", c.lines());
 }
 
 #[test]
 fn logs_returns_the_last_lines_and_follow_streams_new_ones() {
     let mut host = Fake::with(&["web", "db"]);
     for i in 0..5 {
-        host.logs
-            .push(("web".into(), format!("line {i}").into_bytes()));
+        host.logs.push(("web".into(), format!("line {i}").into_bytes()));
         host.logs.push(("db".into(), b"other".to_vec()));
     }
     let mut rig = Rig::new(host);
     let mut c = Conn::hello(&mut rig);
     c.send("logs web 2 once\n");
-    assert_eq!(
-        c.reply(&mut rig),
-        vec!["LOG web line 3", "LOG web line 4", "OK"]
-    );
+    assert_eq!(c.reply(&mut rig), vec!["LOG web line 3", "LOG web line 4", "OK"]);
     let mut f = Conn::hello(&mut rig);
     f.send("logs web 0 follow\n");
     rig.until(Duration::from_secs(5), "the stream to start", |_| {
@@ -586,8 +491,7 @@ fn logs_returns_the_last_lines_and_follow_streams_new_ones() {
         f.text() == "STREAM logs\n"
     });
     assert!(rig.server.wants_logs());
-    rig.server
-        .push_log("db", b"not for this follower", Instant::now());
+    rig.server.push_log("db", b"not for this follower", Instant::now());
     rig.server.push_log("web", b"\xffraw bytes", Instant::now());
     rig.until(Duration::from_secs(5), "the live line", |_| {
         f.pull();
@@ -595,9 +499,7 @@ fn logs_returns_the_last_lines_and_follow_streams_new_ones() {
     });
     assert_eq!(f.got, b"STREAM logs\nLOG web \xffraw bytes\n");
     drop(f);
-    rig.until(Duration::from_secs(5), "the follower to be dropped", |r| {
-        !r.server.wants_logs()
-    });
+    rig.until(Duration::from_secs(5), "the follower to be dropped", |r| !r.server.wants_logs());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -609,9 +511,7 @@ fn a_client_that_never_reads_logs_f_costs_bounded_memory() {
     let mut rig = Rig::new(Fake::with(&["web"]));
     let mut f = Conn::hello(&mut rig);
     f.send("logs web 0 follow\n");
-    rig.until(Duration::from_secs(5), "the follower", |r| {
-        r.server.wants_logs()
-    });
+    rig.until(Duration::from_secs(5), "the follower", |r| r.server.wants_logs());
     let line = vec![b'x'; 1000];
     // 50 MB of output; the socket buffer fills, then lines are skipped.
     for i in 0..50_000 {
@@ -619,11 +519,7 @@ fn a_client_that_never_reads_logs_f_costs_bounded_memory() {
         if i % 1000 == 0 {
             rig.turn(Duration::ZERO);
         }
-        assert!(
-            rig.server.buffered_bytes() <= limits.stream_queue + 64,
-            "{}",
-            rig.server.buffered_bytes()
-        );
+        assert!(rig.server.buffered_bytes() <= limits.stream_queue + 64, "{}", rig.server.buffered_bytes());
     }
     // The follower finally reads: it learns how much it missed, then gets new lines.
     let mut seen = Vec::new();
@@ -648,17 +544,10 @@ fn a_client_that_never_reads_logs_f_costs_bounded_memory() {
         seen.ends_with(b"LOG web after\n")
     });
     let text = String::from_utf8_lossy(&seen);
-    let skip = text
-        .lines()
-        .find(|l| l.starts_with("SKIP "))
-        .expect("a SKIP line");
+    let skip = text.lines().find(|l| l.starts_with("SKIP ")).expect("a SKIP line");
     let n: u64 = skip[5..].parse().unwrap();
     let logged = text.lines().filter(|l| l.starts_with("LOG ")).count() as u64;
-    assert_eq!(
-        n + logged,
-        50_001,
-        "every line is either delivered or counted as skipped"
-    );
+    assert_eq!(n + logged, 50_001, "every line is either delivered or counted as skipped");
 }
 
 #[test]
@@ -675,28 +564,16 @@ fn ten_megabytes_without_a_newline_is_refused_and_closed() {
             Err(_) => refused = true, // EPIPE/ECONNRESET: the server hung up, as it should
         }
         rig.turn(Duration::from_millis(1));
-        assert!(
-            rig.server.buffered_bytes() <= 2 * 8192 + 4096,
-            "{}",
-            rig.server.buffered_bytes()
-        );
+        assert!(rig.server.buffered_bytes() <= 2 * 8192 + 4096, "{}", rig.server.buffered_bytes());
     }
     c.closed(&mut rig);
-    assert!(
-        c.text()
-            .starts_with("ERR 413 request longer than 4096 bytes"),
-        "{}",
-        c.text()
-    );
+    assert!(c.text().starts_with("ERR 413 request longer than 4096 bytes"), "{}", c.text());
     assert_eq!(rig.server.clients(), 0);
 }
 
 #[test]
 fn idle_clients_are_closed() {
-    let limits = Limits {
-        idle: Duration::from_millis(100),
-        ..Limits::default()
-    };
+    let limits = Limits { idle: Duration::from_millis(100), ..Limits::default() };
     let mut rig = Rig::with_limits(Fake::default(), limits);
     let mut c = Conn::open(&rig);
     c.closed(&mut rig);
@@ -706,10 +583,7 @@ fn idle_clients_are_closed() {
 
 #[test]
 fn too_many_clients_are_told_so() {
-    let limits = Limits {
-        max_clients: 2,
-        ..Limits::default()
-    };
+    let limits = Limits { max_clients: 2, ..Limits::default() };
     let mut rig = Rig::with_limits(Fake::default(), limits);
     let _a = Conn::hello(&mut rig);
     let _b = Conn::hello(&mut rig);
@@ -737,9 +611,7 @@ fn a_thousand_concurrent_clients() {
     });
     assert_eq!(rig.server.clients(), 1000);
     drop(conns);
-    rig.until(Duration::from_secs(10), "every client gone", |r| {
-        r.server.clients() == 0
-    });
+    rig.until(Duration::from_secs(10), "every client gone", |r| r.server.clients() == 0);
 }
 
 #[test]
@@ -773,16 +645,9 @@ fn as_nobody(socket: &Path, rig: &mut Rig) -> Option<String> {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    rig.until(Duration::from_secs(20), "the helper to finish", |_| {
-        child.try_wait().unwrap().is_some()
-    });
+    rig.until(Duration::from_secs(20), "the helper to finish", |_| child.try_wait().unwrap().is_some());
     let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
+    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
     Some(out)
 }
 
@@ -841,28 +706,15 @@ fn run_cli(socket: &Path, args: &[&str]) -> std::thread::JoinHandle<(i32, String
     full.extend(args.iter().map(OsString::from));
     std::thread::spawn(move || {
         let (mut o, mut e) = (Vec::new(), Vec::new());
-        let code = ctl::run_with(
-            full,
-            &|_| None,
-            &mut Term {
-                out: &mut o,
-                err: &mut e,
-            },
-        );
-        (
-            code,
-            String::from_utf8_lossy(&o).into_owned(),
-            String::from_utf8_lossy(&e).into_owned(),
-        )
+        let code = ctl::run_with(full, &|_| None, &mut Term { out: &mut o, err: &mut e });
+        (code, String::from_utf8_lossy(&o).into_owned(), String::from_utf8_lossy(&e).into_owned())
     })
 }
 
 /// Runs `init ARGS` as a client of the rig's server; (exit code, stdout, stderr).
 fn cli(rig: &mut Rig, args: &[&str]) -> (i32, String, String) {
     let h = run_cli(&rig.path(), args);
-    rig.until(Duration::from_secs(30), "the client to finish", |_| {
-        h.is_finished()
-    });
+    rig.until(Duration::from_secs(30), "the client to finish", |_| h.is_finished());
     h.join().unwrap()
 }
 
@@ -906,25 +758,16 @@ fn cli_errors_and_exit_codes() {
     rig.host.set_state("bad", State::Failed);
     let (code, _, err) = cli(&mut rig, &["start", "broken"]);
     assert_eq!(code, 1);
-    assert_eq!(
-        err,
-        "broken.toml:1:1: command: missing\nsecond\ninit: broken.toml is invalid\n"
-    );
+    assert_eq!(err, "broken.toml:1:1: command: missing\nsecond\ninit: broken.toml is invalid\n");
     let (code, _, err) = cli(&mut rig, &["status", "nope"]);
-    assert_eq!(
-        (code, err.as_str()),
-        (1, "init: no service named \"nope\"\n")
-    );
+    assert_eq!((code, err.as_str()), (1, "init: no service named \"nope\"\n"));
     let (code, out, _) = cli(&mut rig, &["health"]);
     assert_eq!((code, out.as_str()), (1, "unhealthy: bad is Failed\n"));
     let (code, out, _) = cli(&mut rig, &["health", "web"]);
     assert_eq!((code, out.as_str()), (0, "web is healthy\n"));
     let (code, _, err) = cli(&mut rig, &["wait", "bad", "Running", "--timeout", "100ms"]);
     assert_eq!(code, 4, "{err}");
-    assert!(
-        err.contains("timed out after 100ms: bad is Failed, not Running"),
-        "{err}"
-    );
+    assert!(err.contains("timed out after 100ms: bad is Failed, not Running"), "{err}");
     let (code, _, err) = cli(&mut rig, &["frobnicate"]);
     assert_eq!(code, 2, "{err}");
 }
@@ -935,10 +778,7 @@ fn cli_when_init_is_not_running() {
     let missing = dir.join("none.sock");
     let (code, _, err) = run_cli(&missing, &["status"]).join().unwrap();
     assert_eq!(code, 3);
-    assert!(
-        err.contains("init is not running (no control socket at"),
-        "{err}"
-    );
+    assert!(err.contains("init is not running (no control socket at"), "{err}");
     // A socket file nobody listens on any more.
     let stale = dir.join("stale.sock");
     drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
@@ -949,9 +789,7 @@ fn cli_when_init_is_not_running() {
     let mute = dir.join("mute.sock");
     let _listener = std::os::unix::net::UnixListener::bind(&mute).unwrap();
     let t0 = Instant::now();
-    let (code, _, err) = run_cli(&mute, &["--timeout", "200ms", "status"])
-        .join()
-        .unwrap();
+    let (code, _, err) = run_cli(&mute, &["--timeout", "200ms", "status"]).join().unwrap();
     assert_eq!(code, 4, "{err}");
     assert!(err.contains("no reply from init within 200ms"), "{err}");
     assert!(t0.elapsed() < Duration::from_secs(5));
@@ -970,9 +808,7 @@ fn cli_logs_and_follow() {
     assert_eq!((code, out.as_str()), (0, "hello\n"));
     // Follow: the client ends when init closes the stream (here: the server goes away).
     let h = run_cli(&rig.path(), &["logs", "-f", "-n", "0", "web"]);
-    rig.until(Duration::from_secs(10), "the follower", |r| {
-        r.server.wants_logs()
-    });
+    rig.until(Duration::from_secs(10), "the follower", |r| r.server.wants_logs());
     rig.server.push_log("web", b"live line", Instant::now());
     rig.turn(Duration::from_millis(10));
     drop(rig);

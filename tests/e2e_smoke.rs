@@ -33,10 +33,12 @@ fn version_as_an_ordinary_process() {
 }
 
 #[test]
-fn check_accepts_an_empty_directory() {
+fn check_rejects_an_empty_directory() {
+    // A CI step pointed at a directory with no service file is almost always a wrong path.
     let dir = ConfigDir::new();
     let r = check(dir.path());
-    assert_eq!(r.code, 0, "an empty config dir has nothing wrong in it: {r:?}");
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stdout.contains("no service files (*.toml) in this directory"), "{r:?}");
 }
 
 #[test]
