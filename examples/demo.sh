@@ -10,6 +10,11 @@
 # to a temp file instead of /run/init.sock, so nothing needs /run.
 set -eu
 cd "$(dirname "$0")/.."
+# A new machine may lack the musl target (the build is static) or busybox (for httpd).
+command -v rustup > /dev/null && rustup target add x86_64-unknown-linux-musl > /dev/null 2>&1 || true
+if ! command -v busybox > /dev/null && [ "$(id -u)" = 0 ]; then
+	apt-get update -q > /dev/null && apt-get install -y -q --no-install-recommends busybox-static > /dev/null
+fi
 cargo build --release
 bin=${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-musl/release/init
 sock=${TMPDIR:-/tmp}/ankh-demo.$$.sock

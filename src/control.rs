@@ -370,7 +370,7 @@ impl Server {
                     return;
                 }
             };
-            let uid = rustix::net::sockopt::socket_peercred(&fd).map(|c| c.uid.as_raw());
+            let uid = crate::sys::peer_uid(&fd);
             match uid {
                 Ok(uid) if self.allowed.contains(&uid) => {}
                 Ok(uid) => {

@@ -157,3 +157,193 @@ mod tests {
         assert_eq!(r.dropped, 1);
     }
 }
+
+/// A file target (`stdout = "/path"`) that rotates: bytes are appended to `path`; when the next
+/// write would take it past `limit`, `path.{keep-1}` → `path.{keep}` (the oldest is deleted) …
+/// `path` → `path.1`, and a new `path` is started. A write that fails (a full disk) is dropped and
+/// logged once until a write succeeds again: the service never blocks and init goes on.
+#[derive(Debug)]
+pub struct FileSink {
+    path: std::path::PathBuf,
+    fd: Option<std::os::fd::OwnedFd>,
+    size: u64,
+    limit: u64,
+    keep: u32,
+    /// Set after a failed write or open, so the failure is logged once.
+    failing: bool,
+}
+
+impl FileSink {
+    pub fn new(path: std::path::PathBuf, limit: u64, keep: u32) -> FileSink {
+        FileSink { path, fd: None, size: 0, limit, keep, failing: false }
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Appends `data`, rotating whenever the current file would pass the limit: no file ever
+    /// holds more than `limit` bytes, and a cut falls after a newline when one fits.
+    pub fn write(&mut self, name: &str, mut data: &[u8]) {
+        while !data.is_empty() {
+            self.open(name);
+            let room = if self.limit == 0 { u64::MAX } else { self.limit.saturating_sub(self.size) };
+            if room < data.len() as u64 && self.size > 0 && self.limit > 0 {
+                // Fill this file up to the last newline that fits, then rotate.
+                let fit = data.get(..room as usize).and_then(|d| d.iter().rposition(|&b| b == b'\n'));
+                if let Some(i) = fit {
+                    let (head, tail) = data.split_at(i + 1);
+                    if !self.write_now(name, head) {
+                        return;
+                    }
+                    data = tail;
+                }
+                self.rotate(name);
+                continue;
+            }
+            let n = (room.min(data.len() as u64)) as usize;
+            let (head, tail) = data.split_at(n);
+            if !self.write_now(name, head) {
+                return;
+            }
+            data = tail;
+        }
+    }
+
+    /// One write to the current file; false (after logging once) when it failed.
+    fn write_now(&mut self, name: &str, data: &[u8]) -> bool {
+        let Some(fd) = self.fd.as_ref() else { return false };
+        let mut rest = data;
+        while !rest.is_empty() {
+            match rustix::io::write(fd, rest) {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.size += n as u64;
+                    rest = rest.get(n..).unwrap_or(&[]);
+                }
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => {
+                    let msg =
+                        format!("cannot write {}: {e}; {} bytes dropped", self.path.display(), rest.len());
+                    self.fail(name, &msg);
+                    return false;
+                }
+            }
+        }
+        if self.failing {
+            self.failing = false;
+            log::info!("{name}: writing {} again", self.path.display());
+        }
+        true
+    }
+
+    fn open(&mut self, name: &str) {
+        if self.fd.is_some() {
+            return;
+        }
+        match crate::sys::open_log_file(&self.path) {
+            Ok(fd) => {
+                self.size = rustix::fs::fstat(&fd).map_or(0, |st| st.st_size.max(0) as u64);
+                self.fd = Some(fd);
+            }
+            Err(e) => self.fail(name, &format!("cannot open {}: {e}", self.path.display())),
+        }
+    }
+
+    fn fail(&mut self, name: &str, msg: &str) {
+        if !self.failing {
+            self.failing = true;
+            log::error!("{name}: {msg}");
+        }
+    }
+
+    fn rotate(&mut self, name: &str) {
+        self.fd = None;
+        let numbered = |k: u32| {
+            let mut p = self.path.clone().into_os_string();
+            p.push(format!(".{k}"));
+            std::path::PathBuf::from(p)
+        };
+        if self.keep == 0 {
+            let _ = std::fs::remove_file(&self.path);
+        } else {
+            let _ = std::fs::remove_file(numbered(self.keep));
+            for k in (1..self.keep).rev() {
+                let _ = std::fs::rename(numbered(k), numbered(k + 1));
+            }
+            if let Err(e) = std::fs::rename(&self.path, numbered(1)) {
+                log::warn!("{name}: cannot rotate {}: {e}", self.path.display());
+            }
+        }
+        self.size = 0;
+    }
+}
+
+#[cfg(test)]
+mod sink_tests {
+    use super::*;
+
+    #[test]
+    fn file_rotates_at_the_limit_and_keeps_n_files() {
+        let dir = std::env::temp_dir().join(format!("ankh-sink-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("out.log");
+        let mut s = FileSink::new(path.clone(), 10, 2);
+        for chunk in ["aaaaaa\n", "bbbbbb\n", "cccccc\n", "dddddd\n"] {
+            s.write("t", chunk.as_bytes());
+        }
+        let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+        assert_eq!(read(&path), "dddddd\n");
+        assert_eq!(read(&dir.join("out.log.1")), "cccccc\n");
+        assert_eq!(read(&dir.join("out.log.2")), "bbbbbb\n");
+        assert!(!dir.join("out.log.3").exists(), "only `keep` rotated files");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn one_big_write_is_split_across_files_at_newlines() {
+        // Regression: a 64 KiB read from the pipe went whole into one file past the limit.
+        let dir = std::env::temp_dir().join(format!("ankh-sink4-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("out.log");
+        let mut s = FileSink::new(path.clone(), 10, 3);
+        s.write("t", b"aaaa\nbbbb\ncccc\ndddd\n");
+        for p in [path.clone(), dir.join("out.log.1")] {
+            let len = std::fs::metadata(&p).unwrap().len();
+            assert!(len <= 10, "{}: {len}", p.display());
+        }
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "cccc\ndddd\n");
+        assert_eq!(std::fs::read_to_string(dir.join("out.log.1")).unwrap(), "aaaa\nbbbb\n");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn appends_to_an_existing_file_and_counts_its_size() {
+        let dir = std::env::temp_dir().join(format!("ankh-sink2-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("out.log");
+        std::fs::write(&path, "0123456789").unwrap();
+        let mut s = FileSink::new(path.clone(), 12, 1);
+        s.write("t", b"abc");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "abc");
+        assert_eq!(std::fs::read_to_string(dir.join("out.log.1")).unwrap(), "0123456789");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_symlink_target_is_refused() {
+        let dir = std::env::temp_dir().join(format!("ankh-sink3-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.join("out.log")).unwrap();
+        let mut s = FileSink::new(dir.join("out.log"), 0, 1);
+        s.write("t", b"evil");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use rustix::event::epoll;
 
 use crate::control::{self, FdChange, Host, Server};
-use crate::logbuf::{Capture, Ring};
+use crate::logbuf::{Capture, FileSink, Ring};
 use crate::notify::{self, Notification, NotifySocket, PipeState, ReadyPipe};
 use crate::pid1::PowerAction;
 use crate::probe::{self, Interest, Monitor, Registry};
@@ -66,6 +66,11 @@ enum Watch {
     /// The read end of a service's `log` pipe.
     Log {
         name: String,
+    },
+    /// The read end of a pipe whose bytes go to a rotated file (`stream` 1 or 2).
+    LogFile {
+        name: String,
+        stream: u8,
     },
     /// The socket of a health probe in flight (owned by the probe).
     Probe {
@@ -171,6 +176,8 @@ pub struct Reactor {
     /// Fds the reactor owns (exec-status and log pipes), by raw fd.
     owned: HashMap<i32, OwnedFd>,
     logs: HashMap<String, Logs>,
+    /// Rotated file targets, by (service, stream); kept across restarts.
+    sinks: HashMap<(String, u8), FileSink>,
     monitors: HashMap<String, Monitor>,
     notify: HashMap<String, NotifySocket>,
     /// `STATUS=` text from sd_notify, shown by `status`.
@@ -214,6 +221,7 @@ impl Reactor {
             opts,
             owned: HashMap::new(),
             logs: HashMap::new(),
+            sinks: HashMap::new(),
             monitors,
             notify: HashMap::new(),
             notify_status: HashMap::new(),
@@ -310,6 +318,7 @@ impl Reactor {
         match watch {
             Watch::Exec { name, pid } => self.read_exec(token_fd(token), &name, pid),
             Watch::Log { name } => self.read_log(token_fd(token), &name),
+            Watch::LogFile { name, stream } => self.read_log_file(token_fd(token), &name, stream),
             Watch::Probe { name } => {
                 let event = match self.monitors.get_mut(&name) {
                     Some(m) => m.on_event(now, &mut ProbeRegistry { poller: &mut self.poller, name: &name }),
@@ -525,6 +534,30 @@ impl Reactor {
             }
             self.apply_fd_changes();
         }
+    }
+
+    /// Bytes for a rotated file target: copied as they come (no line assembly).
+    fn read_log_file(&mut self, fd: i32, name: &str, stream: u8) {
+        loop {
+            let Some(owned) = self.owned.get(&fd) else { return };
+            match rustix::io::read(owned, &mut self.buf[..]) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let data = self.buf.get(..n).unwrap_or(&[]);
+                    if let Some(sink) = self.sinks.get_mut(&(name.to_string(), stream)) {
+                        sink.write(name, data);
+                    }
+                    continue;
+                }
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(rustix::io::Errno::AGAIN) => return,
+                Err(e) => {
+                    log::warn!("{name}: reading its output: {e}");
+                    break;
+                }
+            }
+        }
+        self.close_owned(fd);
     }
 
     /// At exit: what is still in the pipes goes out before init does.
@@ -774,7 +807,31 @@ impl Reactor {
             Ready::Auto | Ready::Started | Ready::Healthy => {}
         }
         let mut log_read: Option<OwnedFd> = None;
-        let stdout = match output_io(&name, &spec.stdout, 1) {
+        let mut file_reads: Vec<(OwnedFd, u8)> = Vec::new();
+        let mut rotated = |stream: u8, out: &Output| -> Option<Io> {
+            let Output::File(path) = out else { return None };
+            if spec.log.rotate_size == 0 {
+                return None;
+            }
+            let mut path = path.clone();
+            if spec.log.append_timestamp {
+                let secs = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                path = PathBuf::from(format!("{}.{secs}", path.display()));
+            }
+            let key = (name.clone(), stream);
+            if self.sinks.get(&key).is_none_or(|s| s.path() != path) {
+                self.sinks.insert(key, FileSink::new(path, spec.log.rotate_size, spec.log.rotate_keep));
+            }
+            let mut read = None;
+            let io = log_pipe(&name, &mut read);
+            file_reads.extend(read.map(|r| (r, stream)));
+            Some(io)
+        };
+        let rotated_out = rotated(1, &spec.stdout);
+        let rotated_err = rotated(2, &spec.stderr);
+        let stdout = match rotated_out.or_else(|| output_io(&name, &spec.stdout, 1)) {
             Some(io) => io,
             None => log_pipe(&name, &mut log_read),
         };
@@ -783,7 +840,7 @@ impl Reactor {
             (Output::Log, Io::Fd(w)) if spec.stdout == Output::Log => {
                 w.try_clone().map(Io::Fd).unwrap_or(Io::Inherit)
             }
-            _ => match output_io(&name, &spec.stderr, 2) {
+            _ => match rotated_err.or_else(|| output_io(&name, &spec.stderr, 2)) {
                 Some(io) => io,
                 None => log_pipe(&name, &mut log_read),
             },
@@ -796,6 +853,9 @@ impl Reactor {
                 self.own(child.status, Watch::Exec { name: name.clone(), pid: child.pid });
                 if let Some(r) = log_read {
                     self.own(r, Watch::Log { name: name.clone() });
+                }
+                for (r, stream) in file_reads {
+                    self.own(r, Watch::LogFile { name: name.clone(), stream });
                 }
                 if let Some(m) = self.monitors.get_mut(&name) {
                     m.on_start(now, &mut ProbeRegistry { poller: &mut self.poller, name: &name });

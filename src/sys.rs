@@ -715,6 +715,25 @@ pub fn open_log_file(path: &std::path::Path) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// getsockopt(2) SO_PEERCRED: the peer's uid. (Not rustix's, whose `UCred` holds a non-zero pid:
+/// a peer in another PID namespace has pid 0 and the call failed.)
+pub fn peer_uid(fd: &impl std::os::fd::AsFd) -> io::Result<u32> {
+    // SAFETY: zeroed ucred is a valid value.
+    let mut cred: libc::ucred = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` are valid out-pointers of the right size.
+    check(unsafe {
+        libc::getsockopt(
+            fd.as_fd().as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(cred.uid)
+}
+
 /// reboot(2) CAD_OFF: Ctrl-Alt-Del becomes SIGINT; succeeds only as PID 1 of a real system.
 pub fn reboot_cad_off() -> io::Result<()> {
     reboot(RebootCmd::CadOff)
