@@ -795,9 +795,11 @@ fn monitor_ready_then_unhealthy_after_max_failed_consecutive_failures() {
             HealthEvent::Unhealthy { reason: "GET /healthz: 503 Service Unavailable".into() }
         ]
     );
-    // Pass at ~0, pass at ~100 ms, failures at ~200, ~300, ~400 ms: unhealthy on the 3rd.
+    // Pass at ~0, pass at ~100 ms, failures at ~200, ~300, ~400 ms: unhealthy on the 3rd. A
+    // probe may start up to 1/16 of its interval early (shared wake-ups), so four intervals can
+    // come ~25 ms short: the regression this guards is "unhealthy after 1 or 2 failures" (<300 ms).
     let at = events[1].0;
-    assert!(at >= Duration::from_millis(400) && at < secs(3), "unhealthy at {at:?}");
+    assert!(at >= Duration::from_millis(350) && at < secs(3), "unhealthy at {at:?}");
 }
 
 #[test]
