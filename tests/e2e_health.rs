@@ -488,27 +488,29 @@ fn a_hanging_exec_probe_is_killed_with_its_children() {
 }
 
 /// As PID 1 of a PID namespace in a scratch rootfs, a shell service signals readiness with the
-/// rootfs's own `/init notify --ready`; its dependent starts only after that.
+/// rootfs's own `/init notify --ready` once the test creates /tmp/go; its dependent starts only
+/// after that.
 #[test]
 fn notify_as_pid1_with_the_rootfs_init() {
     let Some(_) = common::pidns_prereqs() else { return };
     let rootfs = common::Rootfs::new();
     rootfs.service(
         "a",
-        "command = [\"/bin/sh\", \"-c\", \"echo a-before-ready; /init notify --ready; exec sleep 100000\"]\n\
-         ready = \"notify\"\n",
+        "command = [\"/bin/sh\", \"-c\", \"while [ ! -e /tmp/go ]; do sleep 0.02; done; /init notify --ready; \
+         exec sleep 100000\"]\nready = \"notify\"\n",
     );
     rootfs.service(
         "b",
         "command = [\"/bin/sh\", \"-c\", \"echo b-started; exec sleep 100000\"]\nrequires = [\"a\"]\n",
     );
+    let go = rootfs.host_path("tmp/go");
     let mut p = common::Pid1::start(rootfs, &[]);
-    p.expect_output("b-started", QUICK);
-    let out = p.output();
-    let a_ready = out.find("init: a: running").expect("a is logged as running");
-    let b_started = out.find("b: b-started").unwrap();
-    assert!(a_ready < b_started, "b started before a was ready:\n{out}");
-    assert!(out.find("a: a-before-ready").unwrap() < a_ready);
+    p.expect_output("init: b: blocked: waiting for a", QUICK);
+    assert!(common::poll_until(QUICK, || p.processes().len() == 1), "only a runs: {:?}", p.processes());
+    assert!(!p.output().contains("b-started"), "{}", p.output());
+    std::fs::write(&go, "").unwrap();
+    p.expect_output("b: b-started", QUICK);
+    p.expect_output("init: a: running", QUICK);
     p.signal(common::Signal::TERM);
     assert_eq!(p.wait_exit(SLOW), Some(0), "{}", p.output());
 }
