@@ -940,3 +940,40 @@ fn add_and_remove() {
     assert_eq!(init.ctl(&["status", "b"]).code, 1);
     assert!(Path::new(&init.sock).exists());
 }
+
+/// design §8 / §10: a service's ring is bounded in bytes (`log-buffer`, 16 KiB by default), so 50
+/// services whose rings are full should cost init about 50 × 16 KiB. Bug found by this test (see
+/// docs/benchmarks-control-health.md): `logbuf::Ring` bounds the lines' content, but stores each
+/// line as its own `Vec` in a `VecDeque`, so ~1,000 short lines per ring cost ~95 kB, not 16 KiB.
+#[test]
+fn full_rings_of_short_lines_cost_about_their_size() {
+    let work = TempDir::new("ctl");
+    let go = work.path().join("go");
+    let cfg = ConfigDir::new();
+    for i in 0..50 {
+        cfg.service(
+            &format!("s{i:02}"),
+            &sh(&format!(
+                "{}; n=0; while [ $n -lt 2000 ]; do echo \"line $n\"; n=$((n+1)); done; exec sleep 100000",
+                format_args!("while [ ! -e {} ]; do sleep 0.05; done", go.display())
+            )),
+        );
+    }
+    let init = Init::start_with(cfg, work, Some(Path::new("/dev/null")));
+    init.wait("s49", "running");
+    let anon = || proc_status_kb(init.proc.pid(), "RssAnon");
+    let before = anon();
+    std::fs::write(&go, "").unwrap();
+    for i in 0..50 {
+        let name = format!("s{i:02}");
+        let full = poll_until(SLOW, || init.ctl_quick(&["logs", &name, "-n", "1"]).stdout == "line 1999\n");
+        assert!(full, "{name} never wrote its last line");
+    }
+    let after = anon();
+    let ring = init.ok(&["logs", "s00"]).stdout.len() as u64;
+    assert!(ring <= 16 * 1024, "s00's ring holds {ring} bytes");
+    let grown = after.saturating_sub(before);
+    let budget = 50 * 16 * 3 / 2 + 256; // kB: 50 rings with 50 % slack, plus one batch
+    eprintln!("RssAnon {before} kB -> {after} kB (+{grown} kB) for 50 full rings of {ring} bytes");
+    assert!(grown <= budget, "50 full 16 KiB rings grew init by {grown} kB (budget {budget} kB)");
+}
