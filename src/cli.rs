@@ -88,7 +88,7 @@ options:
   -V, --version           version and commit
 tini mode (accepted as tini spells them):
   -g                      send signals to COMMAND's process group
-  -s                      (accepted; init is a subreaper whenever it is not PID 1)
+  -s, -w, -l              (accepted; init is a subreaper whenever it is not PID 1)
   -e CODE                 exit with 0 when COMMAND exits with CODE (repeatable)
   -p SIG                  parent-death signal (SIGKILL, SIGTERM, ...)
   -v                      (accepted; use --log-level)
@@ -161,7 +161,9 @@ pub fn parse(
             Long("container") => run.mode = ModeChoice::Container,
             Long("system") => run.mode = ModeChoice::System,
             Short('g') => run.group = true,
-            Short('s') | Short('v') => {}
+            // tini's -s (subreaper: always, when not PID 1), -v (verbosity: --log-level), -w
+            // (warn on reaping zombies: debug log), -l (licence) are accepted and change nothing.
+            Short('s') | Short('v') | Short('w') | Short('l') => {}
             Short('e') => {
                 let v = tryv!(tryv!(p.value()).string());
                 let code = v.parse::<i32>().ok().filter(|c| (0..=255).contains(c));
@@ -206,6 +208,11 @@ pub fn parse(
     }
     if run.log_level.is_none() {
         run.log_level = env("INIT_LOG_LEVEL").or_else(|| env("ZINIT_LOG_LEVEL"));
+    }
+    // tini's environment: TINI_KILL_PROCESS_GROUP is its -g (TINI_SUBREAPER and TINI_VERBOSITY
+    // need nothing: ankh is a subreaper whenever it is not PID 1).
+    if env("TINI_KILL_PROCESS_GROUP").is_some_and(|v| !v.is_empty() && v != "0") {
+        run.group = true;
     }
     if run.mode == ModeChoice::Auto
         && env("INIT_CONTAINER").or_else(|| env("ZINIT_CONTAINER")).is_some_and(|v| v != "0" && !v.is_empty())
@@ -276,6 +283,16 @@ mod tests {
         let Command::Run(r) = parse(args(&["--", "app", "x"]), &no_env, true).unwrap() else { panic!() };
         assert_eq!(r.command, args(&["app", "x"]));
         assert!(r.ignored.is_empty());
+    }
+
+    #[test]
+    fn tini_flags_and_environment_are_accepted() {
+        let env = |k: &str| (k == "TINI_KILL_PROCESS_GROUP").then(|| "1".to_string());
+        let Command::Run(r) = parse(args(&["-s", "-w", "-v", "--", "app"]), &env, false).unwrap() else {
+            panic!()
+        };
+        assert!(r.group);
+        assert_eq!(r.command, args(&["app"]));
     }
 
     #[test]

@@ -337,9 +337,8 @@ impl Conn {
         let err = text.lines().find(|l| l.starts_with("ERR "))?;
         let mut words = err.splitn(3, ' ').skip(1);
         let code = words.next().unwrap_or("");
-        let message = words.next().unwrap_or("").to_string();
-        let message = if message.is_empty() { format!("refused ({code})") } else { message };
-        Some(unreachable(message))
+        let message = words.next().unwrap_or("");
+        Some(unreachable(format!("init refused the connection: {message} ({code})")))
     }
 
     /// Reads one reply line; `None` at end of stream.

@@ -11,11 +11,12 @@ use std::collections::VecDeque;
 /// Longest line kept whole; longer ones are split (design §8).
 pub const MAX_LINE: usize = 64 * 1024;
 
-/// The last lines of one service's output, at most `cap` bytes (newlines included).
+/// The last lines of one service's output, at most `cap` bytes (newlines included), kept in one
+/// byte buffer: a line costs its bytes and its newline, nothing more (a `Vec` per line cost ~85
+/// bytes of overhead each, 5× the ring's size for short lines).
 #[derive(Debug, Default)]
 pub struct Ring {
-    lines: VecDeque<Vec<u8>>,
-    bytes: usize,
+    buf: VecDeque<u8>,
     cap: usize,
     /// Lines pushed out to keep within `cap`.
     pub dropped: u64,
@@ -23,30 +24,41 @@ pub struct Ring {
 
 impl Ring {
     pub fn new(cap: usize) -> Ring {
-        Ring { lines: VecDeque::new(), bytes: 0, cap, dropped: 0 }
+        Ring { buf: VecDeque::with_capacity(cap), cap, dropped: 0 }
     }
 
+    /// Appends one line (without its newline; a line longer than the ring keeps its start).
     pub fn push(&mut self, line: &[u8]) {
-        let line = line.get(..line.len().min(self.cap)).unwrap_or(&[]);
-        self.bytes += line.len() + 1;
-        self.lines.push_back(line.to_vec());
-        while self.bytes > self.cap {
-            match self.lines.pop_front() {
-                Some(old) => {
-                    self.bytes -= old.len() + 1;
-                    self.dropped += 1;
-                }
-                None => break,
+        let keep = line.len().min(self.cap.saturating_sub(1));
+        let line = line.get(..keep).unwrap_or(&[]);
+        while !self.buf.is_empty() && self.buf.len() + line.len() + 1 > self.cap {
+            let end = self.buf.iter().position(|&b| b == b'\n').map_or(self.buf.len(), |i| i + 1);
+            self.buf.drain(..end);
+            self.dropped += 1;
+        }
+        if self.cap == 0 {
+            return;
+        }
+        self.buf.extend(line.iter().copied());
+        self.buf.push_back(b'\n');
+    }
+
+    /// The lines, oldest first.
+    pub fn lines(&self) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut cur = Vec::new();
+        for &b in &self.buf {
+            if b == b'\n' {
+                out.push(std::mem::take(&mut cur));
+            } else {
+                cur.push(b);
             }
         }
-    }
-
-    pub fn lines(&self) -> impl DoubleEndedIterator<Item = &[u8]> + ExactSizeIterator {
-        self.lines.iter().map(Vec::as_slice)
+        out
     }
 
     pub fn bytes(&self) -> usize {
-        self.bytes
+        self.buf.len()
     }
 }
 
@@ -153,7 +165,7 @@ mod tests {
             r.push(l);
         }
         assert!(r.bytes() <= 10);
-        assert_eq!(r.lines().collect::<Vec<_>>(), vec![&b"bbbb"[..], b"cccc"]);
+        assert_eq!(r.lines(), vec![b"bbbb".to_vec(), b"cccc".to_vec()]);
         assert_eq!(r.dropped, 1);
     }
 }

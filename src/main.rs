@@ -32,6 +32,9 @@ fn main() -> ExitCode {
     match command {
         Command::Help => {
             sys::write_all(1, cli::USAGE.as_bytes());
+            sys::write_all(1, b"\n");
+            sys::write_all(1, ctl::USAGE.as_bytes());
+            sys::write_all(1, b"\n  notify [--ready] [--status=TEXT] [--stopping]   (from a service) sd_notify through $NOTIFY_SOCKET\n");
             exit(0)
         }
         Command::Version => {

@@ -1237,9 +1237,9 @@ impl Host for ReactorHost<'_> {
         names.sort();
         for n in names {
             let Some(ring) = self.r.logs.get(n).and_then(|l| l.ring.as_ref()) else { continue };
-            let total = ring.lines().len();
-            let skip = lines.map_or(0, |k| total.saturating_sub(k));
-            for l in ring.lines().skip(skip) {
+            let all = ring.lines();
+            let skip = lines.map_or(0, |k| all.len().saturating_sub(k));
+            for l in all.iter().skip(skip) {
                 line(n, l);
             }
         }

@@ -856,7 +856,6 @@ fn a_root_client_outside_the_pid_namespace_is_accepted() {
 // ------------------------------------------------------------------------------------------ reload
 
 #[test]
-#[ignore = "reload lands with branch reload"]
 fn reload_adds_changes_and_removes_services_without_touching_the_others() {
     let cfg = ConfigDir::new();
     cfg.service("same", SLEEPER);
@@ -906,7 +905,6 @@ fn reload_with_an_invalid_file_changes_nothing() {
 }
 
 #[test]
-#[ignore = "reload lands with branch reload"]
 fn sighup_reloads() {
     let cfg = ConfigDir::new();
     cfg.service("a", SLEEPER);
@@ -918,7 +916,6 @@ fn sighup_reloads() {
 }
 
 #[test]
-#[ignore = "reload lands with branch reload"]
 fn add_and_remove() {
     let cfg = ConfigDir::new();
     cfg.service("a", SLEEPER);
