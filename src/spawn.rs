@@ -349,7 +349,7 @@ fn parse_passwd(text: &str, uid: u32) -> Option<Account> {
 }
 
 /// /etc/hostname without its trailing newline (Horust keeps it; nobody wants it), else the
-/// kernel's hostname, else "localhost".
+/// kernel's hostname (unless unset: "(none)"), else "localhost".
 fn read_hostname() -> String {
     if let Ok(s) = std::fs::read_to_string("/etc/hostname") {
         let s = s.trim();
@@ -359,7 +359,8 @@ fn read_hostname() -> String {
     }
     let uts = rustix::system::uname();
     let node = uts.nodename().to_string_lossy();
-    if node.is_empty() { "localhost".to_string() } else { node.into_owned() }
+    // An unset kernel hostname reads "(none)" (an initramfs without /etc/hostname).
+    if node.is_empty() || node == "(none)" { "localhost".to_string() } else { node.into_owned() }
 }
 
 /// A service's environment. Lowest to highest precedence: base (empty, or init's whole
