@@ -121,6 +121,14 @@ fn supervise(run: Run, pid1: bool, inherited: signals::Inherited) -> ExitCode {
         Ok(r) => r.run(),
         Err(e) => {
             log::error!("cannot set up the event loop: {e}");
+            if mode == Mode::System {
+                // Nothing was started. Returning would panic the kernel, and powering off would
+                // hide the message: stay, so the console shows why.
+                log::error!("init cannot supervise; waiting (the console shows the error above)");
+                loop {
+                    sys::pause();
+                }
+            }
             reactor::Outcome { code: 1, power: pid1::PowerAction::PowerOff }
         }
     };
