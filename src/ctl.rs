@@ -196,14 +196,6 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, String> {
             arity(1, 1)?;
             vec![Request::Why { name: first() }]
         }
-        "tree" => {
-            arity(0, 0)?;
-            vec![Request::Tree]
-        }
-        "reload" => {
-            arity(0, 0)?;
-            vec![Request::Reload]
-        }
         "add" => {
             arity(1, 1)?;
             let path = std::fs::canonicalize(first()).map_err(|e| format!("add: {}: {e}", first()))?;
@@ -215,16 +207,9 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, String> {
             arity(1, 1)?;
             vec![Request::Remove { name: first() }]
         }
-        "start-all" | "stop-all" | "shutdown" | "poweroff" | "reboot" | "events" => {
+        v if let Some(req) = Request::without_arguments(v) => {
             arity(0, 0)?;
-            vec![match verb.as_str() {
-                "start-all" => Request::StartAll,
-                "stop-all" => Request::StopAll,
-                "shutdown" => Request::Shutdown,
-                "poweroff" => Request::Poweroff,
-                "reboot" => Request::Reboot,
-                _ => Request::Events,
-            }]
+            vec![req]
         }
         "wait" => {
             arity(2, 2)?;

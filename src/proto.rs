@@ -182,6 +182,23 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// The requests that take no argument, by verb (the wire and the CLI spell them alike).
+    pub fn without_arguments(verb: &str) -> Option<Request> {
+        Some(match verb {
+            "tree" => Request::Tree,
+            "reload" => Request::Reload,
+            "start-all" => Request::StartAll,
+            "stop-all" => Request::StopAll,
+            "shutdown" => Request::Shutdown,
+            "poweroff" => Request::Poweroff,
+            "reboot" => Request::Reboot,
+            "events" => Request::Events,
+            _ => return None,
+        })
+    }
+}
+
 /// Escapes one word: `\\`, `\s` (space), `\t`, `\n`, `\r`, and `\xHH` for other control bytes and
 /// a leading `-` (so a name `-` is not "absent"). The empty string is `\e`.
 pub fn escape(s: &str) -> String {
@@ -387,18 +404,9 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Failure> {
             };
             Request::Logs { name, lines, follow }
         }
-        "tree" | "reload" | "start-all" | "stop-all" | "shutdown" | "poweroff" | "reboot" | "events" => {
+        v if let Some(req) = Request::without_arguments(v) => {
             arity(0, 0)?;
-            match verb {
-                "tree" => Request::Tree,
-                "reload" => Request::Reload,
-                "start-all" => Request::StartAll,
-                "stop-all" => Request::StopAll,
-                "shutdown" => Request::Shutdown,
-                "poweroff" => Request::Poweroff,
-                "reboot" => Request::Reboot,
-                _ => Request::Events,
-            }
+            req
         }
         "add" => {
             arity(1, 1)?;
