@@ -16,6 +16,7 @@ pub mod supervisor;
 pub mod validate;
 
 // Effects: the only code that touches the OS.
+pub mod cgroup;
 pub mod control;
 pub mod ctl;
 pub mod logbuf;
@@ -23,8 +24,10 @@ pub mod logger;
 pub mod notify;
 pub mod pid1;
 pub mod probe;
+pub mod proxy;
 pub mod reactor;
 pub mod signals;
+pub mod sockets;
 pub mod spawn;
 #[allow(unsafe_code)]
 pub mod sys;

@@ -23,10 +23,11 @@ use crate::pid1::PowerAction;
 use crate::probe::{self, Interest, Monitor, Registry};
 use crate::proto::{self, ErrCode, Failure, Request};
 use crate::signals::{self, SignalFd};
+use crate::sockets::{self, Sockets};
 use crate::spawn::{self, ExecStatus, Group, Io, Stdio};
 use crate::spec::{Config, Output, Ready, ServiceSpec};
 use crate::supervisor::{Action, Event, ExitStatus, Mode, State, Supervisor, Svc};
-use crate::{config, health, sys};
+use crate::{cgroup, config, health, sys};
 
 /// How `run` was asked to behave.
 pub struct Options {
@@ -88,6 +89,8 @@ enum Watch {
     },
     ControlListener,
     ControlClient(control::ClientId),
+    /// A `[socket]`/`[proxy]` listener or a proxied connection (owned by `sockets`).
+    Socket(sockets::Tag),
 }
 
 const SIGNALS_TOKEN: u64 = u64::MAX;
@@ -161,6 +164,37 @@ impl Registry for ProbeRegistry<'_> {
     }
 }
 
+/// The sockets' view of the poller.
+struct SocketRegistry<'a> {
+    poller: &'a mut Poller,
+}
+
+fn socket_flags(i: sockets::Interest) -> epoll::EventFlags {
+    let mut f = epoll::EventFlags::empty();
+    if i.read {
+        f |= epoll::EventFlags::IN;
+    }
+    if i.write {
+        f |= epoll::EventFlags::OUT;
+    }
+    if i.oneshot {
+        f |= epoll::EventFlags::ONESHOT;
+    }
+    f
+}
+
+impl sockets::Registry for SocketRegistry<'_> {
+    fn add(&mut self, fd: BorrowedFd<'_>, tag: sockets::Tag, interest: sockets::Interest) {
+        self.poller.add(fd, Watch::Socket(tag), socket_flags(interest));
+    }
+    fn modify(&mut self, fd: BorrowedFd<'_>, interest: sockets::Interest) {
+        self.poller.modify(fd, socket_flags(interest));
+    }
+    fn remove(&mut self, fd: BorrowedFd<'_>) {
+        self.poller.remove(fd);
+    }
+}
+
 /// Output of one service: line assembly and the ring for `init logs`.
 #[derive(Default)]
 struct Logs {
@@ -193,6 +227,9 @@ pub struct Reactor {
     power: PowerAction,
     outcome: Option<Outcome>,
     own_pid: i32,
+    /// `[socket]` and `[proxy]` listeners, proxied connections.
+    sockets: Sockets,
+    cgroups: cgroup::Cgroups,
 }
 
 impl Reactor {
@@ -202,6 +239,8 @@ impl Reactor {
         epoll::add(&epoll, signals.as_fd(), epoll::EventData::new_u64(SIGNALS_TOKEN), epoll::EventFlags::IN)?;
         let now = Instant::now();
         let monitors = monitors_for(&config, now);
+        let sockets = Sockets::new(&config);
+        let cgroups = cgroup::Cgroups::new(opts.mode == Mode::System);
         let mut sup = Supervisor::new(config, opts.mode, now);
         sup.set_stop_timeout(opts.stop_timeout);
         let mut poller = Poller { epoll, tokens: HashMap::new(), generation: 0 };
@@ -234,6 +273,8 @@ impl Reactor {
             power: PowerAction::PowerOff,
             outcome: None,
             own_pid: sys::getpid(),
+            sockets,
+            cgroups,
         })
     }
 
@@ -280,7 +321,8 @@ impl Reactor {
     fn next_deadline(&self) -> Option<Instant> {
         let monitors = self.monitors.values().filter_map(Monitor::next_deadline);
         let server = self.server.as_ref().and_then(Server::next_deadline);
-        self.sup.next_deadline().into_iter().chain(monitors).chain(server).min()
+        let sockets = self.sockets.next_deadline();
+        self.sup.next_deadline().into_iter().chain(monitors).chain(server).chain(sockets).min()
     }
 
     /// Expired deadlines: the supervisor's, the probes' (those due within the slack share this
@@ -338,8 +380,17 @@ impl Reactor {
                 }
                 self.apply_fd_changes();
             }
+            Watch::Socket(tag) => {
+                let ready = sockets::Ready {
+                    read: flags.contains(epoll::EventFlags::IN),
+                    write: flags.contains(epoll::EventFlags::OUT),
+                    hup: flags.contains(epoll::EventFlags::HUP),
+                    err: flags.contains(epoll::EventFlags::ERR),
+                };
+                let reg = &mut SocketRegistry { poller: &mut self.poller };
+                self.sockets.on_event(tag, ready, &mut self.sup, reg, now);
+            }
             Watch::ControlClient(id) => {
-                let _ = flags;
                 if let Some(mut server) = self.server.take() {
                     server.on_io(id, &mut self.host(), now);
                     self.server = Some(server);
@@ -452,6 +503,8 @@ impl Reactor {
         };
         let name = self.sup.name(svc).to_string();
         self.stop_probing(&name);
+        // What the main process left behind in its cgroup goes with it.
+        self.cgroups.kill(&name);
         self.sup.handle(Event::Exited { pid, status }, now);
         if self.opts.main.as_deref() == Some(name.as_str()) {
             let code = status.code();
@@ -679,6 +732,8 @@ impl Reactor {
 
     /// Carries out every pending action; spawning produces events, so loop until none are left.
     fn act(&mut self) {
+        let reg = &mut SocketRegistry { poller: &mut self.poller };
+        self.sockets.observe(&mut self.sup, reg, Instant::now());
         loop {
             let actions = self.sup.take_actions();
             if actions.is_empty() {
@@ -696,6 +751,11 @@ impl Reactor {
                             let _ = sys::kill(pid, signal);
                         }
                         let _ = sys::kill(-pid, sig::CONT);
+                        if signal == sig::KILL
+                            && let Some(name) = self.sup.config().services.get(svc).map(|s| s.name.clone())
+                        {
+                            self.cgroups.kill(&name);
+                        }
                     }
                     Action::SignalOrphans { signal } => {
                         // kill(-1) outside a PID namespace as root would hit the whole host.
@@ -770,6 +830,14 @@ impl Reactor {
             log::warn!("{name}: {e}");
         }
         let mut extra: Vec<OwnedFd> = Vec::new();
+        if let Err(e) = self.sockets.prepare(&spec, &mut plan, &mut extra) {
+            return fail(self, e);
+        }
+        match self.cgroups.prepare(&spec) {
+            Ok(Some(procs)) => plan.set_cgroup(procs),
+            Ok(None) => {}
+            Err(e) => return fail(self, e),
+        }
         match spec.ready {
             Ready::Notify => {
                 if !self.notify.contains_key(&name) {
@@ -1156,6 +1224,9 @@ impl Host for ReactorHost<'_> {
                 if v.reason.is_none() {
                     v.reason = self.r.notify_status.get(&spec.name).cloned();
                 }
+                if v.reason.is_none() && v.pid.is_some() {
+                    v.reason = self.r.cgroups.usage(&spec.name).map(|u| u.describe());
+                }
                 v
             })
             .collect();
@@ -1322,5 +1393,6 @@ mod sig {
     pub const TERM: i32 = 15;
     pub const CHLD: i32 = 17;
     pub const CONT: i32 = 18;
+    pub const KILL: i32 = 9;
     pub const PWR: i32 = 30;
 }

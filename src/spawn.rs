@@ -9,7 +9,7 @@
 //!   Child { pid, status: OwnedFd }   status: read end, O_NONBLOCK|O_CLOEXEC
 //!   read_exec_status(&fd) -> ExecStatus   never blocks
 //!
-//! Child setup order (design §3): setsid or setpgid (+ tcsetpgrp), rlimits, setgroups/setgid/
+//! Child setup order (design §3): setsid or setpgid (+ tcsetpgrp), join the cgroup, rlimits, setgroups/setgid/
 //! setuid (only when changing), chdir, umask, stdio and passed fds, close the rest, signal
 //! dispositions, signal mask, execve. Everything the child needs is built before fork: between
 //! fork and execve the child neither allocates nor logs. A failing step writes one record
@@ -111,6 +111,9 @@ pub struct Plan {
     /// (resource, soft, hard), in order.
     rlimits: Vec<(Resource, u64, u64)>,
     signals: ChildSignals,
+    /// The service's `cgroup.procs`, opened before fork: the child writes "0" (itself) to it
+    /// before anything else, so it is in its cgroup (and under its limits) before exec.
+    cgroup: Option<OwnedFd>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,6 +208,7 @@ impl Plan {
             creds: None,
             rlimits: Vec::new(),
             signals: ChildSignals::Clean,
+            cgroup: None,
         })
     }
 
@@ -222,6 +226,11 @@ impl Plan {
         self.remove_env("LISTEN_PID");
         self.listen_pid = true;
         Ok(())
+    }
+
+    /// The child joins the cgroup whose `cgroup.procs` this is, before exec.
+    pub fn set_cgroup(&mut self, procs: OwnedFd) {
+        self.cgroup = Some(procs);
     }
 
     /// The child starts with the signal mask and ignored set init was started with (tini mode).
@@ -434,6 +443,7 @@ enum Stage {
     CloseFds = 10,
     Signals = 11,
     Exec = 12,
+    Cgroup = 13,
 }
 
 impl Stage {
@@ -451,6 +461,7 @@ impl Stage {
             10 => Stage::CloseFds,
             11 => Stage::Signals,
             12 => Stage::Exec,
+            13 => Stage::Cgroup,
             _ => return None,
         })
     }
@@ -469,6 +480,7 @@ impl Stage {
             Stage::CloseFds => "unable to close inherited fds".to_string(),
             Stage::Signals => "unable to reset signal handling".to_string(),
             Stage::Exec => format!("unable to exec {detail}"),
+            Stage::Cgroup => "unable to join its cgroup".to_string(),
         };
         format!("{what}: {}", sys::strerror(errno))
     }
@@ -688,6 +700,9 @@ fn child_setup<'a>(ctx: &mut ChildCtx<'a>) -> Result<(), Failure<'a>> {
                 }
             }
         }
+    }
+    if let Some(fd) = &plan.cgroup {
+        sys::write_all_once(fd.as_raw_fd(), b"0").map_err(fail(Stage::Cgroup, Detail::None))?;
     }
     for &(res, soft, hard) in &plan.rlimits {
         sys::setrlimit(res, soft, hard)

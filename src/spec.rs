@@ -284,6 +284,8 @@ pub struct SocketSpec {
     /// Unix socket owner.
     pub owner: Option<Credentials>,
     pub backlog: u32,
+    /// `LISTEN_FDNAMES`, one per listener (default: the service's name for each).
+    pub names: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1100,7 +1100,7 @@ const TERMINATION_KEYS: &[&str] = &["signal", "wait", "die-if-failed"];
 const ENV_KEYS: &[&str] = &["keep-env", "re-export", "additional"];
 const LIMIT_KEYS: &[&str] =
     &["nofile", "nproc", "core", "memlock", "stack", "cpu", "memory", "pids-max", "required"];
-const SOCKET_KEYS: &[&str] = &["listen", "mode", "owner", "backlog"];
+const SOCKET_KEYS: &[&str] = &["listen", "mode", "owner", "backlog", "names"];
 const PROXY_KEYS: &[&str] = &["listen", "backend", "max-connections"];
 
 const RESTART_CHOICES: &[&str] = &["always", "on-failure", "never"];
@@ -1296,11 +1296,13 @@ fn native(cx: &mut Ctx<'_>, top: &Tbl<'_, '_>) -> Option<ServiceSpec> {
         if listen.is_empty() && t.get("listen").is_none() {
             cx.err(&t.span, "socket.listen", "missing (where to listen, e.g. \"tcp:0.0.0.0:80\")");
         }
+        let listen_count = listen.len();
         s.socket = Some(SocketSpec {
             listen,
             mode: cx.mode(&t, "mode"),
             owner: cx.credentials(&t, "owner", None),
             backlog: cx.u32(&t, "backlog").unwrap_or(DEFAULT_BACKLOG),
+            names: fd_names(cx, &t, listen_count),
         });
     }
     if let Some(t) = cx.table(top, "proxy") {
@@ -1609,6 +1611,27 @@ fn native_limits(cx: &mut Ctx<'_>, t: &Tbl<'_, '_>, s: &mut ServiceSpec) {
     if let Some(b) = cx.boolean(t, "required") {
         s.limits.required = b;
     }
+}
+
+/// `[socket] names`: one `LISTEN_FDNAMES` entry per listener (sd_listen_fds_with_names(3): at
+/// most 255 characters, no `:`).
+fn fd_names(cx: &mut Ctx<'_>, t: &Tbl<'_, '_>, listeners: usize) -> Vec<String> {
+    let Some(names) = cx.strings(t, "names") else { return Vec::new() };
+    let key = t.key("names");
+    let mut out = Vec::new();
+    for (n, span) in names {
+        if n.is_empty() || n.len() > 255 || n.contains(':') || n.chars().any(char::is_control) {
+            cx.err(&span, &key, format!("{n:?}: a name is 1 to 255 characters without ':'"));
+        }
+        out.push(n);
+    }
+    if out.len() != listeners
+        && let Some(v) = t.get("names")
+    {
+        let msg = format!("{} names for {} listeners: give one per `listen` entry", out.len(), listeners);
+        cx.err(&v.span(), &key, msg);
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------------------------
