@@ -236,8 +236,8 @@ fn setup(system: bool) -> Result<Tree, String> {
     }
     let own = fs::read_to_string("/proc/self/cgroup").map_err(|e| format!("/proc/self/cgroup: {e}"))?;
     let path = own_cgroup(&own).ok_or_else(|| "init is in no cgroup v2 (cgroup v1 host)".to_string())?;
-    let rel = path.strip_prefix(&mount_root).unwrap_or(&path).to_string();
-    let dir = mount.join(rel.trim_start_matches('/'));
+    let rel = path.strip_prefix(&mount_root).unwrap_or(&path).trim_matches('/').to_string();
+    let dir = if rel.is_empty() { mount } else { mount.join(rel) };
     let offered = fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
     let offered: Vec<&str> = offered.split_whitespace().collect();
     if !CONTROLLERS.iter().any(|(c, _)| offered.contains(c)) {

@@ -193,7 +193,8 @@ impl Conn {
                 Side::Backend => self.backend.fd.as_ref(),
             };
             let e = fd.and_then(|f| rustix::net::sockopt::socket_error(f).ok()).and_then(Result::err);
-            return Err(format!("{}: {}", side_name(side), e.unwrap_or(Errno::IO)));
+            let e = e.unwrap_or(Errno::IO);
+            return Err(format!("{}: {}", side_name(side), crate::sys::strerror(e.raw_os_error())));
         }
         self.pump(reg)
     }
@@ -213,7 +214,7 @@ impl Conn {
         if now + sockets::CONNECT_RETRY >= self.deadline {
             return Err(why);
         }
-        log::debug!("{}: backend: {why}; retrying", self.service);
+        log::debug!("{}: {why}; retrying", self.service);
         self.phase = Phase::Retry(now + sockets::CONNECT_RETRY);
         Ok(true)
     }
@@ -305,7 +306,7 @@ fn copy(
             }
             Ok(_) => moved = true,
             Err(Errno::AGAIN | Errno::INTR) => {}
-            Err(e) => return Err(format!("read: {e}")),
+            Err(e) => return Err(format!("read: {}", crate::sys::strerror(e.raw_os_error()))),
         }
     }
     if *shut {
@@ -315,7 +316,7 @@ fn copy(
         match buf.drain(to_fd) {
             Ok(n) => moved |= n > 0,
             Err(Errno::AGAIN | Errno::INTR) => {}
-            Err(e) => return Err(format!("write: {e}")),
+            Err(e) => return Err(format!("write: {}", crate::sys::strerror(e.raw_os_error()))),
         }
     }
     if *eof && buf.is_empty() && !*shut {
@@ -338,5 +339,5 @@ fn side_name(side: Side) -> &'static str {
 }
 
 fn backend_error(e: Errno) -> String {
-    format!("backend: {e}")
+    format!("backend: {}", crate::sys::strerror(e.raw_os_error()))
 }

@@ -594,7 +594,7 @@ pub fn listen(
     nonblocking: bool,
 ) -> Result<OwnedFd, String> {
     let shown = show(addr);
-    let at = |e: Errno| format!("cannot listen on {shown}: {e}");
+    let at = |e: Errno| format!("cannot listen on {shown}: {}", crate::sys::strerror(e.raw_os_error()));
     let mut flags = SocketFlags::CLOEXEC;
     if nonblocking {
         flags |= SocketFlags::NONBLOCK;
