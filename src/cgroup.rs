@@ -106,7 +106,7 @@ impl Cgroups {
                 let keys = wanted.join(", ");
                 if spec.limits.required {
                     return Err(format!(
-                        "not started: [resource-limit] {keys} cannot be applied ({why}) and required = true"
+                        "not started: [resource-limit] {keys} cannot be applied and required = true: {why}"
                     ));
                 }
                 if self.warned.insert(name.clone()) {

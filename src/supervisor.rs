@@ -95,7 +95,8 @@
 //!   shutdown never count as failures.
 //! - **Automatic shutdown** (container, standalone; never in system mode): when no service has a
 //!   process, none waits on a timer (restart, start-delay) and no autostart on-demand service is
-//!   waiting for a connection. Stuck Blocked services and `autostart = false` ones don't count.
+//!   waiting for a connection (even a failed one: the next connection starts it again). Stuck
+//!   Blocked services and `autostart = false` ones don't count.
 //!
 //! RELOAD (`init reload`, SIGHUP; `add` and `remove` are reloads with one file more or less):
 //! - The reactor loads and validates the new set; an invalid set is rejected whole before it
@@ -1343,10 +1344,8 @@ impl Supervisor {
             && !self.svcs.iter().zip(&self.config.services).any(|(s, spec)| {
                 s.is_active()
                     || s.timer.is_some()
-                    || (spec.start == StartMode::OnDemand
-                        && spec.autostart
-                        && spec.kind == Kind::Service
-                        && s.state != State::Failed)
+                    // Failed included: the next connection starts it again (sockets.rs).
+                    || (spec.start == StartMode::OnDemand && spec.autostart && spec.kind == Kind::Service)
             })
     }
 
