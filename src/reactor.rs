@@ -1017,6 +1017,8 @@ impl Reactor {
         let now = Instant::now();
         let mut new_monitors = monitors_for(&config, now);
         let summary = self.sup.reload(config, now);
+        // Unchanged [socket]/[proxy] tables keep their sockets, and the connections waiting in them.
+        self.sockets.update(self.sup.config(), &mut SocketRegistry { poller: &mut self.poller });
         // Per-service state follows the names: removed ones lose theirs, changed ones get the
         // new health check (it starts probing at the next spawn).
         for name in summary.removed.iter().chain(&summary.changed) {

@@ -155,7 +155,9 @@ impl Sockets {
                     Some(e)
                 }
                 Some(mut e) => {
+                    // Closed first: the new one may bind the same address.
                     e.unwatch_all(reg);
+                    drop(e);
                     Entry::open(spec)
                 }
                 None => Entry::open(spec),

@@ -212,6 +212,39 @@ fn idle_timeout_stops_an_activated_service_and_the_next_connection_starts_it() {
 }
 
 #[test]
+fn reload_keeps_an_unchanged_socket_and_rebinds_a_changed_one() {
+    if !python() {
+        return;
+    }
+    let dir = ConfigDir::new();
+    dir.file("serve.py", SERVE);
+    let (p1, p2) = (free_port(), free_port());
+    let web = |arg: &str, port: u16| {
+        format!(
+            "command = [\"python3\", \"{}\", \"{arg}\"]\n[socket]\nlisten = [\"tcp:127.0.0.1:{port}\"]\n",
+            dir.path().join("serve.py").display()
+        )
+    };
+    dir.service("web", &web("a", p1));
+    let init = start(&dir);
+    init.expect_output("web: env pid=", QUICK);
+    assert_eq!(ask(p1, "1"), "hello 1");
+    let sock = dir.path().join("init.sock");
+    let reload = || common::run_init(&["reload", "--socket", sock.to_str().unwrap()]);
+    // The command changes, the [socket] table does not: same socket, the service restarts.
+    dir.service("web", &web("b", p1));
+    assert_eq!(reload().code, 0);
+    assert!(poll_until(QUICK, || init.output().matches("web: env pid=").count() == 2), "{}", init.output());
+    assert_eq!(ask(p1, "2"), "hello 2");
+    // Another port: the old socket is closed, the new one bound.
+    dir.service("web", &web("b", p2));
+    assert_eq!(reload().code, 0);
+    assert!(poll_until(QUICK, || init.output().matches("web: env pid=").count() == 3), "{}", init.output());
+    assert_eq!(ask(p2, "3"), "hello 3");
+    assert!(poll_until(QUICK, || TcpStream::connect(("127.0.0.1", p1)).is_err()));
+}
+
+#[test]
 fn a_listener_that_cannot_be_created_fails_its_service_with_the_reason() {
     let dir = ConfigDir::new();
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
