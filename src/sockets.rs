@@ -324,7 +324,7 @@ impl Sockets {
         let entries = self.entries.values().flat_map(|e| {
             let idle =
                 e.idle_since.filter(|_| e.on_demand && e.conns == 0 && !e.idle.is_zero()).map(|t| t + e.idle);
-            let hold = e.activated.filter(|(_, ran)| !ran).map(|(t, _)| t + HOLD_OFF);
+            let hold = e.activated.map(|(t, _)| t + HOLD_OFF);
             [e.window.map(|(t, _)| t), idle, e.accept_pause, hold]
         });
         let conns = self.conns.values().filter_map(|c| match c.phase {
@@ -332,7 +332,10 @@ impl Sockets {
             Phase::Retry(at) => Some(at.min(c.deadline)),
             Phase::Waiting | Phase::Connecting => Some(c.deadline),
         });
-        entries.flatten().chain(conns).min()
+        // Deadlines already handled by `observe` (e.g. an idle stop refused during a shutdown)
+        // must not make the loop spin.
+        let now = Instant::now();
+        entries.flatten().chain(conns).filter(|t| *t > now).min()
     }
 
     /// Number of open proxied connections of a service (for `status`).
@@ -415,6 +418,12 @@ impl Sockets {
     }
 }
 
+/// No activation within `HOLD_OFF` of the last one if the service has not run since, or has
+/// failed again: a crash loop with a connection waiting restarts at most once a second.
+fn held(activated: Option<(Instant, bool)>, state: State, now: Instant) -> bool {
+    activated.is_some_and(|(t, ran)| now < t + HOLD_OFF && (!ran || state == State::Failed))
+}
+
 /// Asks the supervisor to start an on-demand service for a connection, unless it is on its
 /// way already or was just started and has not run since (`HOLD_OFF`).
 fn activate(name: &str, e: &mut Entry, sup: &mut Supervisor, now: Instant) {
@@ -426,9 +435,7 @@ fn activate(name: &str, e: &mut Entry, sup: &mut Supervisor, now: Instant) {
     if !matches!(state, State::Inactive | State::Exited | State::Failed) {
         return;
     }
-    if let Some((t, false)) = e.activated
-        && now < t + HOLD_OFF
-    {
+    if held(e.activated, state, now) {
         return;
     }
     log::info!("{name}: connection waiting, starting it");
@@ -497,7 +504,7 @@ impl Entry {
         if self.socket.is_none() || !self.on_demand || self.fds.is_err() {
             return false;
         }
-        let held = self.activated.is_some_and(|(t, ran)| !ran && now < t + HOLD_OFF);
+        let held = held(self.activated, state, now);
         let idle = !self.idle.is_zero();
         let want = match state {
             _ if down => Watch::Off,
