@@ -142,7 +142,7 @@ impl Cgroups {
             }
         }
         // EBUSY while the killed processes are still exiting; the next spawn reuses it anyway.
-        let _ = fs::remove_dir(&dir);
+        let _ = rustix::fs::rmdir(&dir);
     }
 
     /// Memory and CPU used by a service's cgroup (`memory.current`, `cpu.stat` usage_usec).
@@ -194,11 +194,7 @@ pub fn cpu_max(cores: f64) -> String {
 
 fn service_cgroup(root: &Path, spec: &ServiceSpec) -> Result<Option<OwnedFd>, String> {
     let dir = root.join(&spec.name);
-    match fs::create_dir(&dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
-    }
+    mkdir(&dir)?;
     let l = &spec.limits;
     let writes = [
         ("cpu.max", l.cpu.map(cpu_max)),
@@ -219,6 +215,14 @@ fn service_cgroup(root: &Path, spec: &ServiceSpec) -> Result<Option<OwnedFd>, St
     )
     .map(Some)
     .map_err(|e| format!("cannot open {}: {e}", procs.display()))
+}
+
+/// mkdir(2); an existing directory is fine.
+fn mkdir(dir: &Path) -> Result<(), String> {
+    match rustix::fs::mkdir(dir, rustix::fs::Mode::from_raw_mode(0o755)) {
+        Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(()),
+        Err(e) => Err(format!("cannot create {}: {}", dir.display(), crate::sys::strerror(e.raw_os_error()))),
+    }
 }
 
 fn read_u64(p: &Path) -> Option<u64> {
@@ -256,11 +260,7 @@ fn setup(system: bool) -> Result<Tree, String> {
         ));
     }
     let scope = dir.join("init.scope");
-    match fs::create_dir(&scope) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(format!("cannot create {}: {e}", scope.display())),
-    }
+    mkdir(&scope)?;
     // Everything that can move goes into the leaf (kernel threads in the root cannot; the root
     // cgroup is exempt from the no-internal-processes rule anyway).
     for pid in procs.lines().map(str::trim).filter(|p| !p.is_empty() && *p != "0") {

@@ -17,7 +17,7 @@
 //! O_NONBLOCK, is shared with the service; init never accepts on them). The proxy's own are
 //! non-blocking. All are CLOEXEC in init.
 
-use std::collections::BTreeMap;
+use std::borrow::Borrow;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -122,8 +122,8 @@ enum Watch {
 /// Every service's sockets and the proxied connections.
 #[derive(Default)]
 pub struct Sockets {
-    entries: BTreeMap<String, Entry>,
-    conns: BTreeMap<u64, Conn>,
+    entries: Table<String, Entry>,
+    conns: Table<u64, Conn>,
     next_id: u64,
 }
 
@@ -589,6 +589,65 @@ impl Entry {
     }
 }
 
+/// A map kept in a Vec: lookups are linear over a few services or a few hundred connections,
+/// and it is far less code than a BTreeMap per key and value type (the binary's size budget).
+struct Table<K, V>(Vec<(K, V)>);
+
+impl<K, V> Default for Table<K, V> {
+    fn default() -> Self {
+        Table(Vec::new())
+    }
+}
+
+impl<K: PartialEq, V> Table<K, V> {
+    fn get<Q: PartialEq + ?Sized>(&self, k: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+    {
+        self.0.iter().find(|(x, _)| x.borrow() == k).map(|(_, v)| v)
+    }
+    fn get_mut<Q: PartialEq + ?Sized>(&mut self, k: &Q) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+    {
+        self.0.iter_mut().find(|(x, _)| x.borrow() == k).map(|(_, v)| v)
+    }
+    fn contains_key<Q: PartialEq + ?Sized>(&self, k: &Q) -> bool
+    where
+        K: Borrow<Q>,
+    {
+        self.get(k).is_some()
+    }
+    fn insert(&mut self, k: K, v: V) {
+        match self.get_mut(&k) {
+            Some(slot) => *slot = v,
+            None => self.0.push((k, v)),
+        }
+    }
+    fn remove<Q: PartialEq + ?Sized>(&mut self, k: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+    {
+        let i = self.0.iter().position(|(x, _)| x.borrow() == k)?;
+        Some(self.0.swap_remove(i).1)
+    }
+    fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+    fn iter_mut(&mut self) -> impl Iterator<Item = (&K, &mut V)> {
+        self.0.iter_mut().map(|(k, v)| (&*k, v))
+    }
+    fn keys(&self) -> impl Iterator<Item = &K> {
+        self.0.iter().map(|(k, _)| k)
+    }
+    fn values(&self) -> impl Iterator<Item = &V> {
+        self.0.iter().map(|(_, v)| v)
+    }
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
+        self.0.iter_mut().map(|(_, v)| v)
+    }
+}
+
 /// Backlog of the proxy's own listeners.
 const DEFAULT_PROXY_BACKLOG: u32 = 1024;
 
@@ -634,7 +693,8 @@ pub fn listen(
                 std::fs::remove_file(path).map_err(|e| format!("cannot remove the stale {shown}: {e}"))?;
             }
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                let _ = std::fs::create_dir_all(dir);
+                // One level (e.g. /run/web); EEXIST is fine.
+                let _ = rustix::fs::mkdir(dir, rustix::fs::Mode::from_raw_mode(0o755));
             }
             let ua = SocketAddrUnix::new(path.as_path()).map_err(at)?;
             let fd =
