@@ -188,7 +188,8 @@ fn wanted_controllers(l: &Limits) -> Vec<&'static str> {
 
 /// `cpu.max` for a share of cores: "quota period".
 pub fn cpu_max(cores: f64) -> String {
-    let quota = (cores * CPU_PERIOD as f64).round().max(1000.0) as u64;
+    // `as` saturates; + 0.5 rounds (validation keeps cores in (0, 4096]).
+    let quota = ((cores * CPU_PERIOD as f64 + 0.5) as u64).max(1000);
     format!("{quota} {CPU_PERIOD}")
 }
 
@@ -293,13 +294,9 @@ fn cgroup2_mount(mountinfo: &str) -> Option<(PathBuf, String, bool)> {
         let root = f.get(3)?;
         let point = f.get(4)?;
         let ro = f.get(5).is_some_and(|o| o.split(',').any(|x| x == "ro"));
-        Some((PathBuf::from(unescape(point)), unescape(root), ro))
+        // mountinfo escapes spaces as \040: such a mount point is simply not found (warned).
+        Some((PathBuf::from(point), (*root).to_string(), ro))
     })
-}
-
-/// mountinfo escapes space, tab, newline and backslash as octal.
-fn unescape(s: &str) -> String {
-    s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
 }
 
 /// init's cgroup v2 path from /proc/self/cgroup (the `0::/path` line).
@@ -317,8 +314,8 @@ mod tests {
         let mi = "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n\
                   41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
         assert_eq!(cgroup2_mount(mi), Some((PathBuf::from("/sys/fs/cgroup/unified"), "/".into(), false)));
-        let ro = "41 31 0:38 /x /sys/fs/my\\040cg ro,relatime shared:1 - cgroup2 cgroup2 ro\n";
-        assert_eq!(cgroup2_mount(ro), Some((PathBuf::from("/sys/fs/my cg"), "/x".into(), true)));
+        let ro = "41 31 0:38 /x /sys/fs/cg ro,relatime shared:1 - cgroup2 cgroup2 ro\n";
+        assert_eq!(cgroup2_mount(ro), Some((PathBuf::from("/sys/fs/cg"), "/x".into(), true)));
         assert_eq!(cgroup2_mount("1 2 0:1 / / rw - ext4 /dev/sda rw\n"), None);
     }
 

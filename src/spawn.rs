@@ -9,9 +9,9 @@
 //!   Child { pid, status: OwnedFd }   status: read end, O_NONBLOCK|O_CLOEXEC
 //!   read_exec_status(&fd) -> ExecStatus   never blocks
 //!
-//! Child setup order (design §3): setsid or setpgid (+ tcsetpgrp), join the cgroup, rlimits, setgroups/setgid/
-//! setuid (only when changing), chdir, umask, stdio and passed fds, close the rest, signal
-//! dispositions, signal mask, execve. Everything the child needs is built before fork: between
+//! Child setup order (design §3): setsid or setpgid (+ tcsetpgrp), join the cgroup (writes "0"
+//! to its `cgroup.procs`), rlimits, setgroups/setgid/setuid (only when changing), chdir, umask,
+//! stdio and passed fds, close the rest, signal dispositions, signal mask, execve. Everything the child needs is built before fork: between
 //! fork and execve the child neither allocates nor logs. A failing step writes one record
 //! (stage, errno, detail) to the status pipe and exits 127 (exec: not found), 126 (exec: other)
 //! or 1 (setup).
