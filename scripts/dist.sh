@@ -12,7 +12,7 @@ mkdir -p "$OUT/dist"
 small() {
 	rustup component add rust-src > /dev/null 2>&1 || true
 	RUSTC_BOOTSTRAP=1 \
-		RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static -Zlocation-detail=none -Zunstable-options -Cpanic=immediate-abort" \
+		RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static -C force-unwind-tables=no -Zlocation-detail=none -Zunstable-options -Cpanic=immediate-abort" \
 		CARGO_TARGET_DIR="$OUT/dist-build" \
 		cargo build --release --locked -Zbuild-std=std,panic_abort "$@"
 }
