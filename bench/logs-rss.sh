@@ -6,7 +6,7 @@
 #      ~15 bytes a line), for SECONDS (default 30), RSS sampled every STEP seconds (default 3).
 # init's stdout (every line, prefixed) goes through a FIFO to `wc -l`, which gives the rate
 # achieved. The bound is the fixed overhead + 100 x the ring size (`log-buffer`, default 16 KiB)
-# + the 64 KiB shared read buffer + one wake-up's batch of prefixed lines.
+# + the 64 KiB shared read buffer; what RSS holds beyond it is printed per ring.
 # Usage: bench/logs-rss.sh [SECONDS] [STEP]
 # Needs: /bin/sh, sleep. Only processes started here are signalled (by pid).
 set -eu
@@ -106,6 +106,8 @@ awk -v l="$LINES" -v s="$SECS" -v st="$SETTLE" -v f="$FIXED" -v p="$PEAK" -v t0=
     printf "rate: %.0f lines/s per service (s0, s50, s99 over the %ds window); %d lines reached init'"'"'s stdout in the whole run\n", dn / 3 / s, s, l
     printf "init CPU while logging: %.1f%% of one core\n", (t1 - t0) * 100 / hz / s
     printf "RSS while logging: min %d kB, max %d kB, peak (VmHWM) %d kB; spread after the first sample %d kB\n", min, max, p, max - min
-    printf "bound: fixed %d kB + 100 x 16 KiB rings + 64 KiB read buffer = %d kB -> %s\n", f, bound, (max <= bound ? "within" : "OVER")
+    printf "bound: fixed %d kB + 100 x 16 KiB rings + 64 KiB read buffer = %d kB -> %s", f, bound, (max <= bound ? "within" : "OVER")
+    if (max > bound) printf " by %d kB (%.0f bytes per ring)", max - bound, (max - bound) * 1024 / 100
+    printf "\n"
     printf "one ring now holds %d bytes of output (s0, as `init logs` prints it)\n", ring
 }'

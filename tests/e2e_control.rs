@@ -940,7 +940,7 @@ fn add_and_remove() {
 
 /// design §8 / §10: a service's ring is bounded in bytes (`log-buffer`, 16 KiB by default), so 50
 /// services whose rings are full should cost init about 50 × 16 KiB. Bug found by this test (see
-/// docs/benchmarks-control-health.md): `logbuf::Ring` bounds the lines' content, but stores each
+/// docs/benchmarks.md): `logbuf::Ring` bounds the lines' content, but stores each
 /// line as its own `Vec` in a `VecDeque`, so ~1,000 short lines per ring cost ~95 kB, not 16 KiB.
 #[test]
 fn full_rings_of_short_lines_cost_about_their_size() {
