@@ -94,6 +94,9 @@ enum Watch {
 }
 
 const SIGNALS_TOKEN: u64 = u64::MAX;
+/// Size of the shared read buffer for service output (a pipe holds 64 KiB: a full one takes
+/// four reads, which keeps init's resident memory small).
+const READ_BUF: usize = 16 * 1024;
 
 /// The epoll set and what each registered fd is.
 struct Poller {
@@ -220,7 +223,7 @@ pub struct Reactor {
     notify_status: HashMap<String, String>,
     ready_pipes: HashMap<String, ReadyPipe>,
     server: Option<Server>,
-    /// One read buffer shared by every log pipe.
+    /// One read buffer shared by every log pipe; allocated on the first output (16 KiB).
     buf: Vec<u8>,
     /// What each service was when last logged, to log changes once.
     seen: HashMap<String, (State, Option<String>)>,
@@ -268,7 +271,7 @@ impl Reactor {
             notify_status: HashMap::new(),
             ready_pipes: HashMap::new(),
             server,
-            buf: vec![0u8; 64 * 1024],
+            buf: Vec::new(),
             seen: HashMap::new(),
             power: PowerAction::PowerOff,
             outcome: None,
@@ -542,6 +545,9 @@ impl Reactor {
             .map_or(16 * 1024, |s| s.log.buffer);
         let mut lines: Vec<Vec<u8>> = Vec::new();
         let mut eof = false;
+        if self.buf.is_empty() {
+            self.buf = vec![0u8; READ_BUF];
+        }
         loop {
             let Some(owned) = self.owned.get(&fd) else { return };
             match rustix::io::read(owned, &mut self.buf[..]) {
@@ -597,6 +603,9 @@ impl Reactor {
 
     /// Bytes for a rotated file target: copied as they come (no line assembly).
     fn read_log_file(&mut self, fd: i32, name: &str, stream: u8) {
+        if self.buf.is_empty() {
+            self.buf = vec![0u8; READ_BUF];
+        }
         loop {
             let Some(owned) = self.owned.get(&fd) else { return };
             match rustix::io::read(owned, &mut self.buf[..]) {
