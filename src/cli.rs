@@ -37,6 +37,8 @@ pub struct Run {
     pub socket: Option<PathBuf>,
     pub stop_timeout: Duration,
     pub log_level: Option<String>,
+    /// `--log-timestamps`: stamp init's own lines (default: only as a system's PID 1).
+    pub log_timestamps: bool,
     pub mode: ModeChoice,
     /// tini `-g`: signals go to the child's process group.
     pub group: bool,
@@ -56,6 +58,7 @@ impl Default for Run {
             socket: None,
             stop_timeout: Duration::from_secs(9),
             log_level: None,
+            log_timestamps: false,
             mode: ModeChoice::Auto,
             group: false,
             remap_exit: Vec::new(),
@@ -79,6 +82,7 @@ options:
       --socket PATH       control socket (default $INIT_SOCKET or /run/init.sock)
       --stop-timeout D    clip the whole shutdown to D (default 9s: under Docker's 10 s)
       --log-level LEVEL   error|warn|info|debug|trace (default $INIT_LOG_LEVEL or info)
+      --log-timestamps    stamp init's own lines with the uptime (default: only as a system's PID 1)
       --container         behave as a container's PID 1 (also INIT_CONTAINER=1)
       --system            behave as a system's PID 1 (mounts, power off at the end)
       --check PATH...     validate service files and directories, start nothing
@@ -158,6 +162,7 @@ pub fn parse(
                 );
             }
             Long("log-level") => run.log_level = Some(tryv!(tryv!(p.value()).string())),
+            Long("log-timestamps") => run.log_timestamps = true,
             Long("container") => run.mode = ModeChoice::Container,
             Long("system") => run.mode = ModeChoice::System,
             Short('g') => run.group = true,

@@ -8,8 +8,15 @@ use std::io::Write;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
-struct Logger {
-    timestamps: bool,
+struct Logger;
+
+/// Prefix lines with the monotonic time (`[   12.345]`, as the kernel's console does).
+static TIMESTAMPS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Timestamps on or off: off in containers (the runtime stamps lines), on as a system's PID 1
+/// (`--log-timestamps` forces them).
+pub fn set_timestamps(on: bool) {
+    TIMESTAMPS.store(on, std::sync::atomic::Ordering::Relaxed);
 }
 
 impl Log for Logger {
@@ -23,7 +30,7 @@ impl Log for Logger {
         }
         // One write(2) per line, so lines from init and services do not interleave mid-line.
         let mut line: Vec<u8> = Vec::with_capacity(128);
-        if self.timestamps {
+        if TIMESTAMPS.load(std::sync::atomic::Ordering::Relaxed) {
             let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
             let _ = write!(line, "[{:5}.{:03}] ", now.tv_sec, now.tv_nsec / 1_000_000);
         }
@@ -70,8 +77,9 @@ pub fn parse_level(s: &str) -> Option<LevelFilter> {
 
 /// Installs the logger once; later calls only change the level.
 pub fn init(level: LevelFilter, timestamps: bool) {
-    let logger: &'static Logger = Box::leak(Box::new(Logger { timestamps }));
-    let _ = log::set_logger(logger);
+    static LOGGER: Logger = Logger;
+    set_timestamps(timestamps);
+    let _ = log::set_logger(&LOGGER);
     log::set_max_level(level);
 }
 

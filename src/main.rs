@@ -59,11 +59,14 @@ fn main() -> ExitCode {
 /// Supervise: detect the mode, load the services, run the loop, exit (or power off) at the end.
 fn supervise(run: Run, pid1: bool, inherited: signals::Inherited) -> ExitCode {
     let level = run.log_level.as_deref().and_then(logger::parse_level).unwrap_or(log::LevelFilter::Info);
-    logger::init(level, false);
+    logger::init(level, run.log_timestamps);
     for word in &run.ignored {
         log::warn!("ignored on the kernel command line: {word}");
     }
     let mode = detect_mode(run.mode, pid1);
+    if mode == Mode::System {
+        logger::set_timestamps(true);
+    }
     if let Some(sig) = run.pdeathsig
         && let Err(e) = sys::set_parent_death_signal(sig)
     {
