@@ -48,7 +48,6 @@ pub fn setup() {
     open_console();
     set_hostname();
     if std::env::var_os("PATH").is_none() {
-        // SAFETY-free: single-threaded here; set_var is only unsafe with other threads reading env.
         set_default_path();
     }
     if let Err(e) = crate::sys::loopback_up() {
