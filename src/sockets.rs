@@ -127,6 +127,11 @@ pub struct Sockets {
     next_id: u64,
 }
 
+/// Where `[proxy]` connections of `service` go.
+fn backend_of(entries: &Table<String, Entry>, service: &str) -> Option<ListenAddr> {
+    entries.get(service).and_then(|e| e.proxy.as_ref()).map(|p| p.backend.clone())
+}
+
 impl Sockets {
     /// Creates the listeners of every service that has `[socket]` or `[proxy]`. A listener that
     /// cannot be created is logged and that service fails to start, with the reason.
@@ -277,17 +282,10 @@ impl Sockets {
                 }
                 _ if down => Err("shutting down".to_string()),
                 Phase::Waiting => match state {
-                    Some(State::Running) => {
-                        let backend = self
-                            .entries
-                            .get(&conn.service)
-                            .and_then(|e| e.proxy.as_ref())
-                            .map(|p| p.backend.clone());
-                        match backend {
-                            Some(b) => conn.connect(&b, reg, now),
-                            None => Err("no backend".to_string()),
-                        }
-                    }
+                    Some(State::Running) => match backend_of(&self.entries, &conn.service) {
+                        Some(b) => conn.connect(&b, reg, now),
+                        None => Err("no backend".to_string()),
+                    },
                     Some(State::Inactive | State::Exited | State::Failed) => {
                         // Not (or no longer) on its way: ask again (held off after a failure).
                         if let Some(e) = self.entries.get_mut(&conn.service) {
@@ -298,17 +296,10 @@ impl Sockets {
                     Some(_) => Ok(true),
                     None => Err("its service was removed".to_string()),
                 },
-                Phase::Retry(at) if now >= at => {
-                    let backend = self
-                        .entries
-                        .get(&conn.service)
-                        .and_then(|e| e.proxy.as_ref())
-                        .map(|p| p.backend.clone());
-                    match backend {
-                        Some(b) => conn.connect(&b, reg, now),
-                        None => Err("no backend".to_string()),
-                    }
-                }
+                Phase::Retry(at) if now >= at => match backend_of(&self.entries, &conn.service) {
+                    Some(b) => conn.connect(&b, reg, now),
+                    None => Err("no backend".to_string()),
+                },
                 Phase::Retry(_) | Phase::Connecting => Ok(true),
             };
             match result {

@@ -5,26 +5,13 @@
 mod common;
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{ConfigDir, QUICK, SLOW, Standalone, poll_until, skip_or_fail, which};
-
-fn python() -> bool {
-    if which("python3").is_none() {
-        skip_or_fail("python3 not in PATH");
-        return false;
-    }
-    true
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use common::{ConfigDir, QUICK, SLOW, Standalone, free_port, poll_until, python};
 
 fn start(dir: &ConfigDir) -> Standalone {
-    let sock = dir.path().join("init.sock");
-    Standalone::start(&["--config", dir.path().to_str().unwrap(), "--socket", sock.to_str().unwrap()])
+    common::start_in(dir)
 }
 
 /// Backend modes: `echo` (copy back until EOF), `count` (read to EOF, answer "got N", close),

@@ -11,24 +11,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
-use common::{ConfigDir, QUICK, SLOW, Standalone, poll_until, skip_or_fail, which};
-
-fn python() -> bool {
-    if which("python3").is_none() {
-        skip_or_fail("python3 not in PATH");
-        return false;
-    }
-    true
-}
-
-/// A port nobody listens on right now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use common::{ConfigDir, QUICK, SLOW, Standalone, free_port, poll_until, python, skip_or_fail};
 
 fn start(dir: &ConfigDir) -> Standalone {
-    let sock = dir.path().join("init.sock");
-    Standalone::start(&["--config", dir.path().to_str().unwrap(), "--socket", sock.to_str().unwrap()])
+    common::start_in(dir)
 }
 
 /// Sends `msg`, half-closes, reads the answer to EOF.

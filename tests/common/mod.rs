@@ -890,3 +890,25 @@ pub fn boot(kernel: &Path, rootfs: &Rootfs, init_args: &str, timeout: Duration) 
     let code = q.wait_exit(timeout);
     Boot { console: q.output(), code }
 }
+
+// ---------------------------------------------------------------------------------------- python3 services
+
+/// python3 on the host (the socket and proxy tests' services); false after `skip_or_fail`.
+pub fn python() -> bool {
+    if which("python3").is_none() {
+        skip_or_fail("python3 not in PATH");
+        return false;
+    }
+    true
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// init as an ordinary process on `dir`, with its control socket inside `dir`.
+pub fn start_in(dir: &ConfigDir) -> Standalone {
+    let sock = dir.path().join("init.sock");
+    Standalone::start(&["--config", dir.path().to_str().unwrap(), "--socket", sock.to_str().unwrap()])
+}
