@@ -17,6 +17,12 @@ fn main() -> ExitCode {
         return exit(notify::notify_main(args.into_iter().skip(1)));
     }
     if !pid1 && ctl::is_client(&args) {
+        // `shutdown`, `poweroff`, `reboot` from inside the container (docker exec, a service):
+        // the orphan sweep that ends the shutdown SIGTERMs this client too. It asked for it;
+        // it should still exit 0 with init's answer, not 143.
+        if args.iter().any(|a| a == "shutdown" || a == "poweroff" || a == "reboot") {
+            let _ = sys::set_disposition(15, sys::Disposition::Ignore);
+        }
         return exit(ctl::run(args, &env));
     }
     // Before anything else that supervises: no signal may arrive as an asynchronous handler, and
