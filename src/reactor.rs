@@ -469,7 +469,9 @@ impl Reactor {
                 sys::Reaped::Child(pid, status) => self.on_exit(pid, status),
                 sys::Reaped::Nothing => break,
                 sys::Reaped::NoChildren => {
-                    if self.sup.waiting_for_orphans() {
+                    // As PID 1, processes that are not our children (`docker exec`, `nsenter`)
+                    // get the orphans' grace too: "no child left" says nothing about them.
+                    if self.sup.waiting_for_orphans() && !others_in_namespace(self.own_pid) {
                         self.sup.handle(Event::NoChildren, Instant::now());
                     }
                     break;
@@ -1135,6 +1137,17 @@ impl Reactor {
             }
         }
     }
+}
+
+/// As PID 1: does /proc list a process besides init? (Without /proc: assume none.)
+fn others_in_namespace(own_pid: i32) -> bool {
+    if own_pid != 1 {
+        return false;
+    }
+    let Ok(dir) = std::fs::read_dir("/proc") else { return false };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+        .any(|pid| pid != own_pid)
 }
 
 fn client_flags(i: control::Interest) -> epoll::EventFlags {
