@@ -85,8 +85,8 @@ pub trait Registry {
 /// The sockets of one service.
 struct Entry {
     name: String,
-    socket: Option<SocketSpec>,
-    proxy: Option<ProxySpec>,
+    socket: Option<Box<SocketSpec>>,
+    proxy: Option<Box<ProxySpec>>,
     on_demand: bool,
     idle: Duration,
     /// `[socket]` listeners, in `listen` order; Err: why it could not be created.
@@ -444,7 +444,7 @@ impl Entry {
             Some(s) => s
                 .listen
                 .iter()
-                .map(|a| listen(a, s.backlog, s.mode, s.owner.map(|c| (c.uid, c.gid)), false))
+                .map(|a| listen(a, s.backlog, s.mode, s.owner.as_ref().map(|c| (c.uid, c.gid)), false))
                 .collect::<Result<Vec<_>, _>>(),
             None => Ok(Vec::new()),
         };

@@ -131,7 +131,7 @@ impl Plan {
         inherited_env: &[(OsString, OsString)],
         nofile: Option<(u64, u64)>,
     ) -> Result<Plan, String> {
-        let uid = spec.user.map_or_else(sys::getuid, |c| c.uid);
+        let uid = spec.user.as_ref().map_or_else(sys::getuid, |c| c.uid);
         let account = passwd_entry(Path::new("/etc/passwd"), uid);
         let env = service_env(spec, inherited_env, account.as_ref(), &read_hostname());
         let path_var = lookup(&env, "PATH").map(OsStr::to_os_string);
@@ -388,7 +388,7 @@ fn service_env(
     set_var(&mut env, "HOSTNAME", OsString::from(hostname));
     let path = lookup(&from_init, "PATH").map_or_else(|| OsString::from(DEFAULT_PATH), OsStr::to_os_string);
     set_var(&mut env, "PATH", path);
-    let uid = spec.user.map_or_else(sys::getuid, |c| c.uid);
+    let uid = spec.user.as_ref().map_or_else(sys::getuid, |c| c.uid);
     let (user, home) = match account {
         Some(a) => (a.name.clone(), a.home.clone()),
         None if uid == 0 => ("root".to_string(), "/".to_string()),
@@ -904,17 +904,8 @@ mod tests {
     #[test]
     fn credentials_unchanged_are_not_applied() {
         let mut spec = ServiceSpec::new("web", vec!["/bin/true".into()]);
-        let mut groups = [0u32; 32];
-        let current = sys::getgroups().unwrap();
-        for (d, s) in groups.iter_mut().zip(&current) {
-            *d = *s;
-        }
-        spec.user = Some(Credentials {
-            uid: sys::getuid(),
-            gid: sys::getgid(),
-            groups,
-            ngroups: current.len().min(32),
-        });
+        let groups = sys::getgroups().unwrap().into_boxed_slice();
+        spec.user = Some(Credentials { uid: sys::getuid(), gid: sys::getgid(), groups });
         let plan = Plan::for_service(&spec, &[], None).unwrap();
         assert_eq!(plan.creds, None);
     }

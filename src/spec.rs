@@ -72,13 +72,15 @@ pub struct ServiceSpec {
     /// Zero = never stop an idle on-demand service.
     pub idle_timeout: Duration,
     pub restart: Restart,
-    pub health: Option<Health>,
+    /// Boxed, as are `socket` and `proxy`: most services have none, and every service's spec
+    /// is held for as long as init runs (idle RSS, docs/benchmarks.md).
+    pub health: Option<Box<Health>>,
     pub failure: Failure,
     pub termination: Termination,
     pub env: Environment,
     pub limits: Limits,
-    pub socket: Option<SocketSpec>,
-    pub proxy: Option<ProxySpec>,
+    pub socket: Option<Box<SocketSpec>>,
+    pub proxy: Option<Box<ProxySpec>>,
     /// Horust's `signal-rewrite`: (from, to) pairs applied to forwarded signals.
     pub signal_rewrite: Vec<(i32, i32)>,
 }
@@ -101,18 +103,17 @@ pub struct Deps {
     pub die_if_failed: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credentials {
     pub uid: u32,
     pub gid: u32,
     /// Supplementary groups (from /etc/group); empty when none are known.
-    pub groups: [u32; 32],
-    pub ngroups: usize,
+    pub groups: Box<[u32]>,
 }
 
 impl Credentials {
     pub fn groups(&self) -> &[u32] {
-        self.groups.get(..self.ngroups).unwrap_or(&[])
+        &self.groups
     }
 }
 
@@ -344,5 +345,19 @@ impl ServiceSpec {
             Ready::Auto => Ready::Started,
             other => other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every service's spec stays in memory for as long as init runs (idle RSS budget,
+    /// docs/benchmarks.md): the rarely used tables are boxed so that a plain service does not
+    /// pay for them. This fails when a big field is added inline.
+    #[test]
+    fn a_spec_stays_small() {
+        assert!(std::mem::size_of::<ServiceSpec>() <= 800, "{}", std::mem::size_of::<ServiceSpec>());
+        assert!(std::mem::size_of::<Credentials>() <= 32);
     }
 }

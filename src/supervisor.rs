@@ -326,7 +326,7 @@ pub struct Supervisor {
     svcs: Vec<Service>,
     /// Per entry: the spec its current process was started with, when a reload changed it
     /// (cleared when that process is gone) or removed it (retiring entries: always set).
-    running_spec: Vec<Option<ServiceSpec>>,
+    running_spec: Vec<Option<Box<ServiceSpec>>>,
     /// Per live service: a `requires`/`start-after` reference to a name that is not loaded.
     lacks: Vec<Option<(String, Edge)>>,
     /// Names removed by a reload (and not back), for the reason of what still names them.
@@ -661,7 +661,7 @@ impl Supervisor {
                         (s, Change::Same)
                     } else {
                         if run.is_none() && s.pid.is_some() {
-                            run = was.cloned();
+                            run = was.cloned().map(Box::new);
                         }
                         (s, Change::Changed { was_autostart: was.is_some_and(autostarts) })
                     }
@@ -687,8 +687,10 @@ impl Supervisor {
         // What is left of the old table was removed; what still has a process retires.
         for (o, slot) in old_svcs.iter_mut().enumerate() {
             let Some(s) = slot.take() else { continue };
-            let spec =
-                old_running.get_mut(o).and_then(Option::take).or_else(|| old_config.services.get(o).cloned());
+            let spec = old_running
+                .get_mut(o)
+                .and_then(Option::take)
+                .or_else(|| old_config.services.get(o).cloned().map(Box::new));
             let Some(spec) = spec else { continue };
             if o < old_n {
                 summary.removed.push(spec.name.clone());
@@ -1443,7 +1445,11 @@ impl Supervisor {
 
 /// The spec entry `a` acts on: the one its process was started with when a reload changed or
 /// removed it, else the configured one. (A function of the fields, so `step` can borrow `svcs`.)
-fn spec_of<'a>(config: &'a Config, running: &'a [Option<ServiceSpec>], a: Svc) -> Option<&'a ServiceSpec> {
+fn spec_of<'a>(
+    config: &'a Config,
+    running: &'a [Option<Box<ServiceSpec>>],
+    a: Svc,
+) -> Option<&'a ServiceSpec> {
     match running.get(a) {
         Some(Some(spec)) => Some(spec),
         _ => config.services.get(a),

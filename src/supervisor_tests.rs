@@ -661,11 +661,11 @@ fn unhealthy_restart_restarts_whatever_the_strategy_stop_fails_for_good_ignore_i
         on_unhealthy: on,
     };
     let mut r = svc("r");
-    r.health = Some(health(OnUnhealthy::Restart));
+    r.health = Some(Box::new(health(OnUnhealthy::Restart)));
     let mut st = svc("st");
-    st.health = Some(health(OnUnhealthy::Stop));
+    st.health = Some(Box::new(health(OnUnhealthy::Stop)));
     let mut ig = svc("ig");
-    ig.health = Some(health(OnUnhealthy::Ignore));
+    ig.health = Some(Box::new(health(OnUnhealthy::Ignore)));
     let mut s = Sim::new(vec![ig, r, st]).boot();
     for name in ["ig", "r", "st"] {
         let x = s.id(name);

@@ -688,17 +688,7 @@ impl<'a> Ctx<'a> {
                 }
             }
         }
-        let mut c = Credentials { uid, gid, groups: [0; 32], ngroups: 0 };
-        for (slot, g) in c.groups.iter_mut().zip(list.iter()) {
-            *slot = *g;
-            c.ngroups += 1;
-        }
-        if list.len() > c.groups.len()
-            && let Some((_, span)) = &user
-        {
-            let msg = format!("member of {} groups; only the first 32 are used", list.len());
-            self.warn(span, &t.key(user_key), msg);
-        }
+        let c = Credentials { uid, gid, groups: list.into_boxed_slice() };
         Some(c)
     }
 
@@ -1231,7 +1221,7 @@ fn native(cx: &mut Ctx<'_>, top: &Tbl<'_, '_>) -> Option<ServiceSpec> {
         (a, b) => a.or(b),
     };
     if let Some(t) = health {
-        s.health = native_health(cx, &t);
+        s.health = native_health(cx, &t).map(Box::new);
     }
     if let Some(t) = cx.table(top, "failure") {
         cx.unknown_keys(&t, FAILURE_KEYS);
@@ -1297,13 +1287,13 @@ fn native(cx: &mut Ctx<'_>, top: &Tbl<'_, '_>) -> Option<ServiceSpec> {
             cx.err(&t.span, "socket.listen", "missing (where to listen, e.g. \"tcp:0.0.0.0:80\")");
         }
         let listen_count = listen.len();
-        s.socket = Some(SocketSpec {
+        s.socket = Some(Box::new(SocketSpec {
             listen,
             mode: cx.mode(&t, "mode"),
             owner: cx.credentials(&t, "owner", None),
             backlog: cx.u32(&t, "backlog").unwrap_or(DEFAULT_BACKLOG),
             names: fd_names(cx, &t, listen_count),
-        });
+        }));
     }
     if let Some(t) = cx.table(top, "proxy") {
         cx.unknown_keys(&t, PROXY_KEYS);
@@ -1326,7 +1316,7 @@ fn native(cx: &mut Ctx<'_>, top: &Tbl<'_, '_>) -> Option<ServiceSpec> {
         }
         let max = cx.u32(&t, "max-connections").unwrap_or(DEFAULT_PROXY_CONNECTIONS);
         if let Some(backend) = backend {
-            s.proxy = Some(ProxySpec { listen, backend, max_connections: max });
+            s.proxy = Some(Box::new(ProxySpec { listen, backend, max_connections: max }));
         }
     }
 
@@ -1795,7 +1785,7 @@ fn zinit(cx: &mut Ctx<'_>, top: &Tbl<'_, '_>) -> Option<ServiceSpec> {
         s.restart.strategy = RestartStrategy::Never;
     }
     if let Some(h) = cx.table(top, "health") {
-        s.health = zinit_health(cx, &h);
+        s.health = zinit_health(cx, &h).map(Box::new);
         if let Some(h) = &s.health {
             // As zinit: the start timeout applies only with a health check, and is raised to
             // cover the probes it has to wait for.

@@ -170,11 +170,8 @@ fn uid_gid_and_groups_are_switched() {
         eprintln!("skipped: needs root");
         return;
     }
-    let mut groups = [0u32; 32];
-    groups[0] = 65534;
-    groups[1] = 100;
     let mut spec = service(&[BUSYBOX, "cat", "/proc/self/status"]);
-    spec.user = Some(Credentials { uid: 65534, gid: 65534, groups, ngroups: 2 });
+    spec.user = Some(Credentials { uid: 65534, gid: 65534, groups: Box::new([65534, 100]) });
     let r = run(&plan(&spec), Group::Session);
     assert_eq!(r.exit, ExitStatus::Code(0), "{}", r.stderr);
     assert_eq!(status_field(&r.stdout, "Uid"), "65534\t65534\t65534\t65534");
