@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# scripts/layout-profile.sh: regenerates scripts/hot-functions.txt, the functions that scripts/dist.sh
+# places together at the start of `.text` (docs/design.md, "Code layout").
+#
+# Why: the kernel maps a static binary's pages on first touch, 64 KiB or a whole page-cache folio at
+# a time, so idle RSS is the number of those windows that hold any code init ever ran. With the
+# linker's default order, the code a supervisor runs is spread over the whole binary and every
+# window is mapped; with the code it runs packed together, the windows that hold only the client,
+# `--check` output, probes, proxy and pid-1 code are never mapped (nor read from disk).
+#
+# How: runs the unstripped shipped binary under valgrind's callgrind as PID 1 of a new PID
+# namespace, in three phases, each dumped separately (callgrind_control, run inside the namespace):
+#   1. hot: start-up and idle supervision of 10 services (dependencies, a oneshot, a service that
+#      logs a line): what every running init has executed, the idle-RSS benchmark's case;
+#   2. warm: `init status`, `init logs`, `init start` of a service that fails, restarts with
+#      backoff and is given up, `init restart`, `init status --json`;
+#   3. stop: SIGTERM and the ordered shutdown.
+# Each phase's new functions, demangled and sorted, are appended to the list, so dist.sh places
+# hot, then warm, then stop code, then everything else. A function missing from the list (renamed
+# since) still works: it only lands in the cold part and may map one more window when it runs.
+#
+# Needs: root (unshare, nsenter), valgrind, /bin/sh and sleep. Usage: bash scripts/layout-profile.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${CARGO_TARGET_DIR:-$PWD/target}
+command -v valgrind > /dev/null || { echo "layout-profile.sh: needs valgrind" >&2; exit 1; }
+bash scripts/dist.sh > /dev/null
+BIN="$OUT/dist/init.unstripped"
+[ -x "$BIN" ] || { echo "layout-profile.sh: no $BIN (the rebuilt-std build failed?)" >&2; exit 1; }
+D=$(mktemp -d /tmp/ankh-layout.XXXXXX)
+trap 'rm -rf "$D"' EXIT
+mkdir -p "$D/svc"
+svc() { printf '%s\n' "$2" > "$D/svc/$1.toml"; }
+svc migrate $'command = ["/bin/sh", "-c", "echo migrated"]\noneshot = true'
+svc db $'command = ["/bin/sh", "-c", "echo db up; exec sleep 1000000"]\nrequires = ["migrate"]'
+svc web $'command = ["/bin/sleep", "1000000"]\nrequires = ["db"]\nafter = ["migrate"]'
+svc flaky $'command = ["/bin/sh", "-c", "echo flaky; exit 3"]\nautostart = false\n[restart]\nstrategy = "on-failure"\nbackoff = "100ms"\nattempts = 3'
+for i in 1 2 3 4 5 6 7; do svc "s$i" 'command = ["/bin/sleep", "1000000"]'; done
+unshare --pid --fork --mount-proc --kill-child \
+	valgrind --tool=callgrind --callgrind-out-file="$D/cg.out" "$BIN" --socket "$D/sock" --config "$D/svc" \
+	> "$D/init.log" 2>&1 &
+U=$!
+ctl() { "$BIN" --socket "$D/sock" "$@"; }
+up() { pgrep -P "$V" | wc -l; }
+V=
+for _ in $(seq 1 600); do
+	V=$(pgrep -P "$U" | head -1) && [ -n "$V" ] && [ "$(up)" -ge 9 ] && break
+	sleep 0.1
+done
+[ "$(up)" -ge 9 ] || { echo "layout-profile.sh: services did not start:" >&2; cat "$D/init.log" >&2; exit 1; }
+sleep 1 # let init finish the last exec reports and go idle before the dump
+dump() { nsenter -t "$V" -p -m callgrind_control -d 1 > /dev/null 2>&1; }
+dump
+ctl status > /dev/null
+ctl logs db > /dev/null
+ctl start flaky > /dev/null
+for _ in $(seq 1 600); do
+	ctl status 2> /dev/null | grep -q '^flaky  *Failed' && break
+	sleep 0.1
+done
+ctl restart web > /dev/null
+ctl status --json > /dev/null
+dump
+kill -TERM "$V"
+wait "$U" || true
+for f in "$D/cg.out.1" "$D/cg.out.2" "$D/cg.out"; do
+	[ -s "$f" ] || { echo "layout-profile.sh: no $f; init's output:" >&2; cat "$D/init.log" >&2; exit 1; }
+done
+fns() { grep -oP '^c?fn=\(\d+\) \K.*' "$1" | LC_ALL=C sort -u; }
+fns "$D/cg.out.1" > "$D/hot"
+fns "$D/cg.out.2" | LC_ALL=C comm -23 - "$D/hot" > "$D/warm"
+fns "$D/cg.out" | LC_ALL=C comm -23 - <(LC_ALL=C sort -u "$D/hot" "$D/warm") > "$D/stop"
+cat "$D/hot" "$D/warm" "$D/stop" > scripts/hot-functions.txt
+echo "layout-profile.sh: scripts/hot-functions.txt: $(wc -l < "$D/hot") hot, $(wc -l < "$D/warm") warm, $(wc -l < "$D/stop") stop functions"
