@@ -3,34 +3,37 @@
 # `panic=immediate-abort` so that std's panic and backtrace machinery (about 340 KB that init
 # never uses: it is built not to panic) is left out. That needs `-Zbuild-std`, which we enable on
 # the stable toolchain with RUSTC_BOOTSTRAP=1 and the rust-src component (docs/design.md, "Size").
-# When that build is impossible (no rust-src, a toolchain that renamed the flag), it falls back to
-# the plain `cargo build --release` binary and says so: bigger, same behaviour.
+# std is also built with its `optimize_for_size` feature (small O(n log n) sorts instead of one
+# driftsort/quicksort per element type), and linked by the toolchain's own rust-lld with identical
+# code folding, LLVM's machine outliner and no inlining beyond what is free: all code-size choices,
+# none changes what the program does.
+#
+# The code layout (docs/design.md, "Code layout"): rust-lld places the functions listed in
+# scripts/hot-functions.txt (made by scripts/layout-profile.sh) first in `.text`, in that order, so
+# the code a running supervisor never touches is never mapped. Symbol names are only known after a
+# build, so the binary is linked twice: the second link (only the `init` crate is rebuilt, seconds)
+# uses the order file made from the first one's symbols. Without `nm -C`: the linker's own order
+# (same behaviour, more pages mapped).
+#
+# Each step falls back to the one before when the toolchain refuses it: without rust-lld, the
+# rebuilt std with the system linker; without rust-src (or a toolchain that renamed a flag), the
+# plain `cargo build --release` binary, and says so: bigger, same behaviour.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${CARGO_TARGET_DIR:-$PWD/target}
-mkdir -p "$OUT/dist"
-# The code layout (docs/design.md, "Code layout"): with rust-lld, the functions listed in
-# scripts/hot-functions.txt (made by scripts/layout-profile.sh) are placed first in `.text`, so the
-# code a running supervisor never touches stays unmapped. Symbol names are only known after a
-# build, so the binary is linked twice: the second link (only the `init` crate is rebuilt) uses
-# the order file made from the first one's symbols. Without rust-lld or `nm -C`: one link, the
-# linker's own order (same behaviour, more pages mapped).
 BUILD="$OUT/dist-build"
-ORDER="$BUILD/symbol-order.txt"
 BIN="$BUILD/x86_64-unknown-linux-musl/release/init"
-host=$(rustc -vV | sed -n 's/^host: //p')
-gccld="$(rustc --print sysroot)/lib/rustlib/$host/bin/gcc-ld"
-small() {
-	rustup component add rust-src > /dev/null 2>&1 || true
-	local flags="-C target-feature=+crt-static -C relocation-model=static -C force-unwind-tables=no -Zlocation-detail=none -Zunstable-options -Cpanic=immediate-abort"
-	if [ -x "$gccld/ld.lld" ]; then
-		mkdir -p "$BUILD"
-		[ -f "$ORDER" ] || : > "$ORDER"
-		flags="$flags -Clink-arg=-fuse-ld=lld -Clink-arg=-B$gccld"
-		flags="$flags -Clink-arg=-Wl,--symbol-ordering-file=$ORDER -Clink-arg=-Wl,--no-warn-symbol-ordering"
-	fi
+ORDER="$BUILD/symbol-order.txt"
+mkdir -p "$OUT/dist" "$BUILD"
+[ -f "$ORDER" ] || : > "$ORDER"
+BASE="-C target-feature=+crt-static -C relocation-model=static -C force-unwind-tables=no -Zlocation-detail=none -Zunstable-options -Cpanic=immediate-abort -Cllvm-args=-inline-threshold=0 -Cllvm-args=-enable-machine-outliner=always"
+LLD="-Clinker-features=+lld -Clink-self-contained=+linker -Clink-arg=-Wl,--icf=all"
+LLD="$LLD -Clink-arg=-Wl,--symbol-ordering-file=$ORDER -Clink-arg=-Wl,--no-warn-symbol-ordering"
+small() { # RUSTFLAGS CARGO-ARGS...
+	local flags=$1
+	shift
 	RUSTC_BOOTSTRAP=1 RUSTFLAGS="$flags" CARGO_TARGET_DIR="$BUILD" CARGO_PROFILE_RELEASE_STRIP=false \
-		cargo build --release --locked -Zbuild-std=std,panic_abort "$@"
+		cargo build --release --locked -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size "$@"
 }
 # The order file for $BIN's symbols: every symbol whose demangled name is listed, in the list's order.
 order() {
@@ -38,20 +41,32 @@ order() {
 		awk -F '\t' 'NR == FNR { hot[$0] = NR; next } ($2 in hot) { print hot[$2] "\t" $1 }' \
 			scripts/hot-functions.txt - | sort -n -s -k1,1 | cut -f2
 }
-if small "$@"; then
-	if [ -x "$gccld/ld.lld" ] && command -v nm > /dev/null && order > "$ORDER.new" 2> /dev/null &&
-		[ -s "$ORDER.new" ] && ! cmp -s "$ORDER.new" "$ORDER"; then
+# Keeps the unstripped binary (for scripts/layout-profile.sh) and ships a stripped copy.
+ship() {
+	local objcopy
+	objcopy="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin/rust-objcopy"
+	cp "$BIN" "$OUT/dist/init.unstripped"
+	strip -s -o "$BUILD/init.stripped" "$BIN" 2> /dev/null || "$objcopy" --strip-all "$BIN" "$BUILD/init.stripped"
+	cp "$BUILD/init.stripped" "$OUT/dist/init"
+}
+rustup component add rust-src > /dev/null 2>&1 || true
+if small "$BASE $LLD" "$@"; then
+	if order > "$ORDER.new" 2> /dev/null && [ -s "$ORDER.new" ] && ! cmp -s "$ORDER.new" "$ORDER"; then
 		mv "$ORDER.new" "$ORDER"
-		touch src/main.rs # relink with the new order: only the `init` crate is rebuilt
-		small "$@"
+		touch src/main.rs # relink with the new order
+		small "$BASE $LLD" "$@"
 	fi
 	rm -f "$ORDER.new"
-	cp "$BIN" "$OUT/dist/init.unstripped"
-	strip -s -o "$BUILD/init.stripped" "$BIN" 2> /dev/null || "$gccld/../rust-objcopy" --strip-all "$BIN" "$BUILD/init.stripped"
-	cp "$BUILD/init.stripped" "$OUT/dist/init"
+	echo "dist.sh: code layout: $(wc -l < "$ORDER") symbols placed first ($(wc -l < scripts/hot-functions.txt) functions listed)"
+	ship
+elif echo "dist.sh: linking with rust-lld failed; trying the system linker" >&2 && small "$BASE" "$@"; then
+	ship
 else
 	echo "dist.sh: the rebuilt-std build failed; shipping the plain release build instead" >&2
 	cargo build --release --locked "$@"
 	cp "$OUT/x86_64-unknown-linux-musl/release/init" "$OUT/dist/init"
 fi
 echo "dist.sh: $OUT/dist/init ($(stat -c %s "$OUT/dist/init") bytes)"
+# Every build is the static musl binary the product ships: `cargo build --release` gives
+# target/x86_64-unknown-linux-musl/release/init, and the tests run that same kind of binary.
+# (`rustup target add x86_64-unknown-linux-musl` once; `.ci/run` does it.)

@@ -14,7 +14,6 @@
 //! controller), a service with limits gets one warning and runs without them, as Horust does;
 //! `required = true` refuses to start it instead. Never silently ignored.
 
-use std::collections::HashSet;
 use std::fs;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -31,8 +30,9 @@ pub struct Cgroups {
     state: Option<Result<Tree, String>>,
     /// init runs as the system's PID 1 (it owns the root cgroup).
     system: bool,
-    /// Services already warned about (one warning per service).
-    warned: HashSet<String>,
+    /// Services already warned about (one warning per service); sorted (a Vec is far less code
+    /// than a HashSet: the binary's size budget).
+    warned: Vec<String>,
 }
 
 struct Tree {
@@ -52,7 +52,7 @@ pub struct Usage {
 impl Cgroups {
     /// Nothing is touched until the first `prepare`.
     pub fn new(system: bool) -> Cgroups {
-        Cgroups { state: None, system, warned: HashSet::new() }
+        Cgroups { state: None, system, warned: Vec::new() }
     }
 
     fn tree(&mut self) -> Result<&Tree, &str> {
@@ -109,7 +109,8 @@ impl Cgroups {
                         "not started: [resource-limit] {keys} cannot be applied and required = true: {why}"
                     ));
                 }
-                if self.warned.insert(name.clone()) {
+                if let Err(i) = self.warned.binary_search(&name) {
+                    self.warned.insert(i, name.clone());
                     log::warn!(
                         "{name}: [resource-limit] {keys} not applied: {why}; it runs without them \
                          (required = true refuses to start it instead)"

@@ -2,7 +2,6 @@
 //! names, missing dependencies, cycles). `validate` turns one parsed file into a `ServiceSpec`;
 //! this module owns the I/O around it, the diagnostics and `init --check`.
 
-use std::collections::BTreeSet;
 use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -110,10 +109,10 @@ fn parse_text(
     let mut cx = Ctx::new(path, text, opts, users);
     let (root, errors) = toml::de::DeTable::parse_recoverable(text);
     if !errors.is_empty() {
-        let mut seen = BTreeSet::new();
+        let mut seen = Vec::new();
         for e in errors {
             let span = e.span();
-            if seen.insert(span.as_ref().map(|s| s.start)) {
+            if set_insert(&mut seen, span.as_ref().map(|s| s.start)) {
                 let msg = format!("TOML syntax: {}", e.message().trim_end());
                 cx.diag(Severity::Error, span, "", msg);
             }
@@ -244,7 +243,7 @@ pub fn load(paths: &[PathBuf], opts: &LoadOptions) -> Loaded {
 /// Duplicate names, missing references, cycles. Refusing a service can make its dependents'
 /// references missing, so repeat until nothing more is refused.
 fn cross_check(parsed: Vec<Parsed>, diags: &mut Vec<Diagnostic>) -> Vec<ServiceSpec> {
-    let mut refused: BTreeSet<String> = BTreeSet::new();
+    let mut refused: Vec<String> = Vec::new();
     let mut live: Vec<(ServiceSpec, Vec<DepRef>)> = Vec::new();
     for (i, p) in parsed.iter().enumerate() {
         let others: Vec<String> = parsed
@@ -256,24 +255,25 @@ fn cross_check(parsed: Vec<Parsed>, diags: &mut Vec<Diagnostic>) -> Vec<ServiceS
         if !others.is_empty() {
             let msg = format!("service \"{}\" is also defined in {}", p.name, others.join(", "));
             diags.push(diag(&p.path, "name", msg));
-            refused.insert(p.name.clone());
+            set_insert(&mut refused, p.name.clone());
         } else if p.spec.is_none() {
-            refused.insert(p.name.clone());
+            set_insert(&mut refused, p.name.clone());
         }
     }
     for p in parsed {
         if let Some(s) = p.spec
-            && !refused.contains(&s.name)
+            && !set_contains(&refused, &s.name)
         {
             live.push((s, p.refs));
         }
     }
     live.sort_unstable_by(|a, b| a.0.name.cmp(&b.0.name));
-    let mut warned = BTreeSet::new();
+    let mut warned = Vec::new();
     loop {
         let config = Config { services: live.iter().map(|(s, _)| s.clone()).collect() };
         let graph = Graph::build(&config);
-        let mut refuse: BTreeSet<usize> = BTreeSet::new();
+        // By index in `live`.
+        let mut refuse = vec![false; live.len()];
         for m in &graph.missing {
             let Some((s, refs)) = live.get(m.from) else {
                 continue;
@@ -281,16 +281,16 @@ fn cross_check(parsed: Vec<Parsed>, diags: &mut Vec<Diagnostic>) -> Vec<ServiceS
             let r = refs.iter().find(|r| r.edge == m.edge && r.name == normalize(&m.name));
             let (line, col, key) =
                 r.map_or((0, 0, m.edge.key().to_string()), |r| (r.line, r.col, r.key.clone()));
-            let what = if refused.contains(normalize(&m.name)) {
+            let what = if set_contains(&refused, normalize(&m.name)) {
                 format!("service \"{}\" has errors and is not loaded", m.name)
             } else {
                 format!("no service named \"{}\"", m.name)
             };
             let (severity, message) = if m.edge.missing_is_error() {
-                refuse.insert(m.from);
+                set_bool(&mut refuse, m.from);
                 (Severity::Error, what)
             } else {
-                if !warned.insert((s.name.clone(), m.edge, m.name.clone())) {
+                if !set_insert(&mut warned, (s.name.clone(), m.edge, m.name.clone())) {
                     continue;
                 }
                 (Severity::Warning, format!("{what}; ignored"))
@@ -316,22 +316,47 @@ fn cross_check(parsed: Vec<Parsed>, diags: &mut Vec<Diagnostic>) -> Vec<ServiceS
                 message: format!("cycle: {}", names.join(" -> ")),
                 severity: Severity::Error,
             });
-            refuse.extend(cycle.iter().copied());
+            for &i in &cycle {
+                set_bool(&mut refuse, i);
+            }
         }
-        if refuse.is_empty() {
+        if !refuse.contains(&true) {
             break;
         }
         let mut i = 0;
         live.retain(|(s, _)| {
-            let keep = !refuse.contains(&i);
+            let keep = refuse.get(i) != Some(&true);
             if !keep {
-                refused.insert(s.name.clone());
+                set_insert(&mut refused, s.name.clone());
             }
             i += 1;
             keep
         });
     }
     live.into_iter().map(|(s, _)| s).collect()
+}
+
+/// Inserts `x` into the sorted `set` unless it is there already: true when it was not. A sorted
+/// Vec is far less code than a BTreeSet for each element type (the binary's size budget).
+fn set_insert<T: Ord>(set: &mut Vec<T>, x: T) -> bool {
+    match set.binary_search(&x) {
+        Ok(_) => false,
+        Err(i) => {
+            set.insert(i, x);
+            true
+        }
+    }
+}
+
+/// Whether the sorted `set` holds `name`.
+fn set_contains(set: &[String], name: &str) -> bool {
+    set.binary_search_by(|s| s.as_str().cmp(name)).is_ok()
+}
+
+fn set_bool(v: &mut [bool], i: usize) {
+    if let Some(b) = v.get_mut(i) {
+        *b = true;
+    }
 }
 
 fn plural(n: usize, word: &str) -> String {
@@ -359,12 +384,10 @@ pub fn check(paths: &[PathBuf], root: Option<&Path>, out: &mut dyn std::io::Writ
             writeln!(out, "ok: {}, {}{warn}", plural(services, "service"), plural(loaded.targets, "target"));
         0
     } else {
-        let files: BTreeSet<&Path> = loaded
-            .diagnostics
-            .iter()
-            .filter(|d| d.severity == Severity::Error)
-            .map(|d| d.path.as_path())
-            .collect();
+        let mut files: Vec<&Path> = Vec::new();
+        for d in loaded.diagnostics.iter().filter(|d| d.severity == Severity::Error) {
+            set_insert(&mut files, d.path.as_path());
+        }
         let _ = writeln!(
             out,
             "error: {} in {}{warn}",

@@ -16,7 +16,7 @@
 //! - for each captured log line, `push_log(name, line)` (cheap when nobody follows);
 //! - include `next_deadline()` in the epoll timeout and call `tick(host, now)` when it passes.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -217,6 +217,66 @@ impl Client {
 /// What `events` compares to notice a change.
 type Seen = (State, Option<i32>, Option<String>, Health);
 
+/// The clients, in id order. Ids only grow, so a new client is pushed at the end; `max_clients`
+/// bounds the rest. A sorted Vec is far less code than a BTreeMap (the binary's size budget).
+struct Clients(Vec<(ClientId, Client)>);
+
+impl Clients {
+    fn find(&self, id: ClientId) -> Result<usize, usize> {
+        self.0.binary_search_by(|(k, _)| k.cmp(&id))
+    }
+    fn get(&self, id: &ClientId) -> Option<&Client> {
+        self.find(*id).ok().and_then(|i| self.0.get(i)).map(|(_, c)| c)
+    }
+    fn get_mut(&mut self, id: &ClientId) -> Option<&mut Client> {
+        self.find(*id).ok().and_then(|i| self.0.get_mut(i)).map(|(_, c)| c)
+    }
+    fn insert(&mut self, id: ClientId, c: Client) {
+        match self.find(id) {
+            Ok(i) => {
+                if let Some(slot) = self.0.get_mut(i) {
+                    slot.1 = c;
+                }
+            }
+            Err(i) => self.0.insert(i, (id, c)),
+        }
+    }
+    fn remove(&mut self, id: &ClientId) -> Option<Client> {
+        self.find(*id).ok().map(|i| self.0.remove(i).1)
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn values(&self) -> impl Iterator<Item = &Client> {
+        self.0.iter().map(|(_, c)| c)
+    }
+    fn iter(&self) -> impl Iterator<Item = (&ClientId, &Client)> {
+        self.0.iter().map(|(id, c)| (id, c))
+    }
+}
+
+/// A set of client ids, in order (a sorted Vec, as for `Clients`).
+struct IdSet(Vec<ClientId>);
+
+impl IdSet {
+    fn insert(&mut self, id: ClientId) {
+        if let Err(i) = self.0.binary_search(&id) {
+            self.0.insert(i, id);
+        }
+    }
+    fn remove(&mut self, id: &ClientId) {
+        if let Ok(i) = self.0.binary_search(id) {
+            self.0.remove(i);
+        }
+    }
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    fn iter(&self) -> std::slice::Iter<'_, ClientId> {
+        self.0.iter()
+    }
+}
+
 /// The control socket server.
 pub struct Server {
     listener: OwnedFd,
@@ -226,14 +286,14 @@ pub struct Server {
     limits: Limits,
     /// Peer uids let in: root and init's own.
     allowed: Vec<u32>,
-    clients: BTreeMap<ClientId, Client>,
+    clients: Clients,
     next_id: ClientId,
     changes: Vec<FdChange>,
     accept_paused_until: Option<Instant>,
     /// Clients in `Logs`/`Events` and `Waiting`, so pushes cost nothing when there are none.
-    followers: BTreeSet<ClientId>,
-    subscribers: BTreeSet<ClientId>,
-    waiters: BTreeSet<ClientId>,
+    followers: IdSet,
+    subscribers: IdSet,
+    waiters: IdSet,
     /// Last state seen of every service, while anyone subscribes to `events`.
     seen: Option<HashMap<String, Seen>>,
 }
@@ -295,13 +355,13 @@ impl Server {
             file_id,
             limits,
             allowed,
-            clients: BTreeMap::new(),
+            clients: Clients(Vec::new()),
             next_id: 1,
             changes: Vec::new(),
             accept_paused_until: None,
-            followers: BTreeSet::new(),
-            subscribers: BTreeSet::new(),
-            waiters: BTreeSet::new(),
+            followers: IdSet(Vec::new()),
+            subscribers: IdSet(Vec::new()),
+            waiters: IdSet(Vec::new()),
             seen: None,
         })
     }

@@ -1,6 +1,9 @@
 //! The dependency graph: names resolved to indices, missing references, cycles with their path,
 //! start order and reverse stop order. Pure; built once per loaded `Config`.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
 use crate::spec::{Config, Deps};
 
 /// Index of a service in `Config::services`.
@@ -204,11 +207,17 @@ impl Graph {
     pub fn start_order(&self) -> Vec<Svc> {
         let n = self.len();
         let mut pending: Vec<usize> = (0..n).map(|a| self.start_deps(a).count()).collect();
-        let mut ready: std::collections::BTreeSet<Svc> =
-            (0..n).filter(|&a| pending.get(a) == Some(&0)).collect();
+        // The ready services, smallest index first: a heap plus "is in it" flags (a set, as a
+        // BTreeSet would be, in far less code: the binary's size budget).
+        let mut ready: BinaryHeap<Reverse<Svc>> =
+            (0..n).filter(|&a| pending.get(a) == Some(&0)).map(Reverse).collect();
+        let mut queued: Vec<bool> = pending.iter().map(|&p| p == 0).collect();
         let mut order = Vec::with_capacity(n);
         let mut placed = vec![false; n];
-        while let Some(a) = ready.pop_first() {
+        while let Some(Reverse(a)) = ready.pop() {
+            if let Some(q) = queued.get_mut(a) {
+                *q = false;
+            }
             order.push(a);
             set_bool(&mut placed, a);
             for &(b, e) in self.dependents.get(a).into_iter().flatten() {
@@ -216,8 +225,9 @@ impl Graph {
                     && let Some(p) = pending.get_mut(b)
                 {
                     *p = p.saturating_sub(1);
-                    if *p == 0 {
-                        ready.insert(b);
+                    if *p == 0 && queued.get(b) == Some(&false) {
+                        set_bool(&mut queued, b);
+                        ready.push(Reverse(b));
                     }
                 }
             }

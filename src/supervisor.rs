@@ -329,8 +329,8 @@ pub struct Supervisor {
     running_spec: Vec<Option<Box<ServiceSpec>>>,
     /// Per live service: a `requires`/`start-after` reference to a name that is not loaded.
     lacks: Vec<Option<(String, Edge)>>,
-    /// Names removed by a reload (and not back), for the reason of what still names them.
-    removed: BTreeSet<String>,
+    /// Names removed by a reload (and not back), for the reason of what still names them; sorted.
+    removed: Vec<String>,
     pids: HashMap<i32, Svc>,
     /// Every pending service timer, earliest first.
     timers: BTreeSet<(Instant, Svc)>,
@@ -352,7 +352,7 @@ impl Supervisor {
             svcs: vec![Service::new(); n],
             running_spec: vec![None; n],
             lacks: Vec::new(),
-            removed: BTreeSet::new(),
+            removed: Vec::new(),
             pids: HashMap::new(),
             timers: BTreeSet::new(),
             actions: Vec::new(),
@@ -694,7 +694,9 @@ impl Supervisor {
             let Some(spec) = spec else { continue };
             if o < old_n {
                 summary.removed.push(spec.name.clone());
-                self.removed.insert(spec.name.clone());
+                if let Err(i) = self.removed.binary_search(&spec.name) {
+                    self.removed.insert(i, spec.name.clone());
+                }
             }
             if s.pid.is_some() {
                 if let Some(m) = map.get_mut(o) {
@@ -705,7 +707,9 @@ impl Supervisor {
             }
         }
         for spec in &self.config.services {
-            self.removed.remove(&spec.name);
+            if let Ok(i) = self.removed.binary_search(&spec.name) {
+                self.removed.remove(i);
+            }
         }
         let remap = |a: Svc| map.get(a).copied().flatten();
         for s in &mut svcs {
@@ -1288,7 +1292,7 @@ impl Supervisor {
 
     /// Why a reference to `name`, which is not loaded, holds a service.
     fn missing(&self, name: &str) -> String {
-        if self.removed.contains(name) {
+        if self.removed.binary_search_by(|r| r.as_str().cmp(name)).is_ok() {
             format!("dependency {name} was removed")
         } else {
             format!("dependency {name} is not loaded")
