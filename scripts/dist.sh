@@ -29,17 +29,20 @@ mkdir -p "$OUT/dist" "$BUILD"
 BASE="-C target-feature=+crt-static -C relocation-model=static -C force-unwind-tables=no -Zlocation-detail=none -Zunstable-options -Cpanic=immediate-abort -Cllvm-args=-inline-threshold=0 -Cllvm-args=-enable-machine-outliner=always"
 LLD="-Clinker-features=+lld -Clink-self-contained=+linker -Clink-arg=-Wl,--icf=all"
 LLD="$LLD -Clink-arg=-Wl,--symbol-ordering-file=$ORDER -Clink-arg=-Wl,--no-warn-symbol-ordering"
+LLD="$LLD -Clink-arg=-Wl,-T,$PWD/scripts/init-first.ld"
 small() { # RUSTFLAGS CARGO-ARGS...
 	local flags=$1
 	shift
 	RUSTC_BOOTSTRAP=1 RUSTFLAGS="$flags" CARGO_TARGET_DIR="$BUILD" CARGO_PROFILE_RELEASE_STRIP=false \
 		cargo build --release --locked -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size "$@"
 }
-# The order file for $BIN's symbols: every symbol whose demangled name is listed, in the list's order.
+# The order file for $BIN's symbols: LLVM's outlined sequences (OUTLINED_FUNCTION_n, numbered anew by
+# each build, 8.5 KB in all, called from everywhere), then every symbol whose demangled name is
+# listed, in the list's order.
 order() {
 	paste -d '\t' <(nm --defined-only "$BIN" | cut -d' ' -f3-) <(nm -C --defined-only "$BIN" | cut -d' ' -f3-) |
-		awk -F '\t' 'NR == FNR { hot[$0] = NR; next } ($2 in hot) { print hot[$2] "\t" $1 }' \
-			scripts/hot-functions.txt - | sort -n -s -k1,1 | cut -f2
+		awk -F '\t' 'NR == FNR { hot[$0] = NR; next } /^OUTLINED_FUNCTION_/ { print 0 "\t" $1 }
+			($2 in hot) { print hot[$2] "\t" $1 }' scripts/hot-functions.txt - | sort -n -s -k1,1 | cut -f2
 }
 # Keeps the unstripped binary (for scripts/layout-profile.sh) and ships a stripped copy.
 ship() {
