@@ -44,13 +44,19 @@ order() {
 		awk -F '\t' 'NR == FNR { hot[$0] = NR; next } /^OUTLINED_FUNCTION_/ { print 0 "\t" $1 }
 			($2 in hot) { print hot[$2] "\t" $1 }' scripts/hot-functions.txt - | sort -n -s -k1,1 | cut -f2
 }
+# Copies a binary into place by rename, so that a copy still running (a test, a benchmark) does not
+# make the copy fail with ETXTBSY.
+install_as() {
+	cp "$1" "$2.new"
+	mv -f "$2.new" "$2"
+}
 # Keeps the unstripped binary (for scripts/layout-profile.sh) and ships a stripped copy.
 ship() {
 	local objcopy
 	objcopy="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin/rust-objcopy"
-	cp "$BIN" "$OUT/dist/init.unstripped"
+	install_as "$BIN" "$OUT/dist/init.unstripped"
 	strip -s -o "$BUILD/init.stripped" "$BIN" 2> /dev/null || "$objcopy" --strip-all "$BIN" "$BUILD/init.stripped"
-	cp "$BUILD/init.stripped" "$OUT/dist/init"
+	install_as "$BUILD/init.stripped" "$OUT/dist/init"
 }
 rustup component add rust-src > /dev/null 2>&1 || true
 if small "$BASE $LLD" "$@"; then
@@ -67,7 +73,7 @@ elif echo "dist.sh: linking with rust-lld failed; trying the system linker" >&2 
 else
 	echo "dist.sh: the rebuilt-std build failed; shipping the plain release build instead" >&2
 	cargo build --release --locked "$@"
-	cp "$OUT/x86_64-unknown-linux-musl/release/init" "$OUT/dist/init"
+	install_as "$OUT/x86_64-unknown-linux-musl/release/init" "$OUT/dist/init"
 fi
 echo "dist.sh: $OUT/dist/init ($(stat -c %s "$OUT/dist/init") bytes)"
 # Every build is the static musl binary the product ships: `cargo build --release` gives
