@@ -66,7 +66,13 @@ if small "$BASE $LLD" "$@"; then
 		small "$BASE $LLD" "$@"
 	fi
 	rm -f "$ORDER.new"
-	echo "dist.sh: code layout: $(wc -l < "$ORDER") symbols placed first ($(wc -l < scripts/hot-functions.txt) functions listed)"
+	listed=$(wc -l < scripts/hot-functions.txt)
+	found=$(nm -C --defined-only "$BIN" 2> /dev/null | cut -d' ' -f3- | sort -u |
+		awk 'NR == FNR { hot[$0] = 1; next } ($0 in hot) { n++ } END { print n + 0 }' scripts/hot-functions.txt -)
+	echo "dist.sh: code layout: $(wc -l < "$ORDER") symbols placed first; $found of $listed listed functions found"
+	if [ $((found * 10)) -lt $((listed * 9)) ]; then
+		echo "dist.sh: warning: the layout list is stale (idle RSS grows): run scripts/layout-profile.sh" >&2
+	fi
 	ship
 elif echo "dist.sh: linking with rust-lld failed; trying the system linker" >&2 && small "$BASE" "$@"; then
 	ship
