@@ -18,6 +18,7 @@ use std::fs;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
+use crate::sorted;
 use crate::spec::{Limits, ServiceSpec};
 
 /// Controllers init enables for its services, and the `[resource-limit]` key each one serves.
@@ -109,8 +110,7 @@ impl Cgroups {
                         "not started: [resource-limit] {keys} cannot be applied and required = true: {why}"
                     ));
                 }
-                if let Err(i) = self.warned.binary_search(&name) {
-                    self.warned.insert(i, name.clone());
+                if sorted::insert(&mut self.warned, name.clone()) {
                     log::warn!(
                         "{name}: [resource-limit] {keys} not applied: {why}; it runs without them \
                          (required = true refuses to start it instead)"

@@ -6,7 +6,8 @@ use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::graph::{Graph, normalize};
+use crate::graph::{Graph, normalize, set_bool};
+use crate::sorted;
 use crate::spec::{Config, Kind, ServiceSpec};
 use crate::validate::{self, Ctx, DepRef, UserDb, io_reason};
 
@@ -112,7 +113,7 @@ fn parse_text(
         let mut seen = Vec::new();
         for e in errors {
             let span = e.span();
-            if set_insert(&mut seen, span.as_ref().map(|s| s.start)) {
+            if sorted::insert(&mut seen, span.as_ref().map(|s| s.start)) {
                 let msg = format!("TOML syntax: {}", e.message().trim_end());
                 cx.diag(Severity::Error, span, "", msg);
             }
@@ -255,14 +256,14 @@ fn cross_check(parsed: Vec<Parsed>, diags: &mut Vec<Diagnostic>) -> Vec<ServiceS
         if !others.is_empty() {
             let msg = format!("service \"{}\" is also defined in {}", p.name, others.join(", "));
             diags.push(diag(&p.path, "name", msg));
-            set_insert(&mut refused, p.name.clone());
+            sorted::insert(&mut refused, p.name.clone());
         } else if p.spec.is_none() {
-            set_insert(&mut refused, p.name.clone());
+            sorted::insert(&mut refused, p.name.clone());
         }
     }
     for p in parsed {
         if let Some(s) = p.spec
-            && !set_contains(&refused, &s.name)
+            && !sorted::contains(&refused, &s.name)
         {
             live.push((s, p.refs));
         }
@@ -281,7 +282,7 @@ fn cross_check(parsed: Vec<Parsed>, diags: &mut Vec<Diagnostic>) -> Vec<ServiceS
             let r = refs.iter().find(|r| r.edge == m.edge && r.name == normalize(&m.name));
             let (line, col, key) =
                 r.map_or((0, 0, m.edge.key().to_string()), |r| (r.line, r.col, r.key.clone()));
-            let what = if set_contains(&refused, normalize(&m.name)) {
+            let what = if sorted::contains(&refused, normalize(&m.name)) {
                 format!("service \"{}\" has errors and is not loaded", m.name)
             } else {
                 format!("no service named \"{}\"", m.name)
@@ -290,7 +291,7 @@ fn cross_check(parsed: Vec<Parsed>, diags: &mut Vec<Diagnostic>) -> Vec<ServiceS
                 set_bool(&mut refuse, m.from);
                 (Severity::Error, what)
             } else {
-                if !set_insert(&mut warned, (s.name.clone(), m.edge, m.name.clone())) {
+                if !sorted::insert(&mut warned, (s.name.clone(), m.edge, m.name.clone())) {
                     continue;
                 }
                 (Severity::Warning, format!("{what}; ignored"))
@@ -327,36 +328,13 @@ fn cross_check(parsed: Vec<Parsed>, diags: &mut Vec<Diagnostic>) -> Vec<ServiceS
         live.retain(|(s, _)| {
             let keep = refuse.get(i) != Some(&true);
             if !keep {
-                set_insert(&mut refused, s.name.clone());
+                sorted::insert(&mut refused, s.name.clone());
             }
             i += 1;
             keep
         });
     }
     live.into_iter().map(|(s, _)| s).collect()
-}
-
-/// Inserts `x` into the sorted `set` unless it is there already: true when it was not. A sorted
-/// Vec is far less code than a BTreeSet for each element type (the binary's size budget).
-fn set_insert<T: Ord>(set: &mut Vec<T>, x: T) -> bool {
-    match set.binary_search(&x) {
-        Ok(_) => false,
-        Err(i) => {
-            set.insert(i, x);
-            true
-        }
-    }
-}
-
-/// Whether the sorted `set` holds `name`.
-fn set_contains(set: &[String], name: &str) -> bool {
-    set.binary_search_by(|s| s.as_str().cmp(name)).is_ok()
-}
-
-fn set_bool(v: &mut [bool], i: usize) {
-    if let Some(b) = v.get_mut(i) {
-        *b = true;
-    }
 }
 
 fn plural(n: usize, word: &str) -> String {
@@ -386,7 +364,7 @@ pub fn check(paths: &[PathBuf], root: Option<&Path>, out: &mut dyn std::io::Writ
     } else {
         let mut files: Vec<&Path> = Vec::new();
         for d in loaded.diagnostics.iter().filter(|d| d.severity == Severity::Error) {
-            set_insert(&mut files, d.path.as_path());
+            sorted::insert(&mut files, d.path.as_path());
         }
         let _ = writeln!(
             out,

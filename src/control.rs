@@ -26,6 +26,7 @@ use rustix::io::Errno;
 use rustix::net::{AddressFamily, SendFlags, SocketAddrUnix, SocketFlags, SocketType};
 
 use crate::proto::{self, ErrCode, Failure, Health, Request, ServiceView};
+use crate::sorted;
 use crate::supervisor::State;
 
 /// Identifies a client for the life of the server; never reused (so it can serve as an epoll token
@@ -255,28 +256,6 @@ impl Clients {
     }
 }
 
-/// A set of client ids, in order (a sorted Vec, as for `Clients`).
-struct IdSet(Vec<ClientId>);
-
-impl IdSet {
-    fn insert(&mut self, id: ClientId) {
-        if let Err(i) = self.0.binary_search(&id) {
-            self.0.insert(i, id);
-        }
-    }
-    fn remove(&mut self, id: &ClientId) {
-        if let Ok(i) = self.0.binary_search(id) {
-            self.0.remove(i);
-        }
-    }
-    fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-    fn iter(&self) -> std::slice::Iter<'_, ClientId> {
-        self.0.iter()
-    }
-}
-
 /// The control socket server.
 pub struct Server {
     listener: OwnedFd,
@@ -290,10 +269,11 @@ pub struct Server {
     next_id: ClientId,
     changes: Vec<FdChange>,
     accept_paused_until: Option<Instant>,
-    /// Clients in `Logs`/`Events` and `Waiting`, so pushes cost nothing when there are none.
-    followers: IdSet,
-    subscribers: IdSet,
-    waiters: IdSet,
+    /// Clients in `Logs`/`Events` and `Waiting`, sorted (`sorted`), so pushes cost nothing when
+    /// there are none.
+    followers: Vec<ClientId>,
+    subscribers: Vec<ClientId>,
+    waiters: Vec<ClientId>,
     /// Last state seen of every service, while anyone subscribes to `events`.
     seen: Option<HashMap<String, Seen>>,
 }
@@ -359,9 +339,9 @@ impl Server {
             next_id: 1,
             changes: Vec::new(),
             accept_paused_until: None,
-            followers: IdSet(Vec::new()),
-            subscribers: IdSet(Vec::new()),
-            waiters: IdSet(Vec::new()),
+            followers: Vec::new(),
+            subscribers: Vec::new(),
+            waiters: Vec::new(),
             seen: None,
         })
     }
@@ -688,18 +668,18 @@ impl Server {
     /// Keeps the follower/subscriber/waiter sets in step with the client's phase.
     fn index(&mut self, id: ClientId) {
         let phase = self.clients.get(&id).map(|c| c.phase.clone());
-        self.followers.remove(&id);
-        self.subscribers.remove(&id);
-        self.waiters.remove(&id);
+        sorted::remove(&mut self.followers, &id);
+        sorted::remove(&mut self.subscribers, &id);
+        sorted::remove(&mut self.waiters, &id);
         match phase {
             Some(Phase::Logs { .. }) => {
-                self.followers.insert(id);
+                sorted::insert(&mut self.followers, id);
             }
             Some(Phase::Events) => {
-                self.subscribers.insert(id);
+                sorted::insert(&mut self.subscribers, id);
             }
             Some(Phase::Waiting { .. }) => {
-                self.waiters.insert(id);
+                sorted::insert(&mut self.waiters, id);
             }
             _ => {}
         }
@@ -803,7 +783,7 @@ impl Server {
                     seen.insert(s.name.clone(), now_state);
                 }
             }
-            let ids: Vec<ClientId> = self.subscribers.iter().copied().collect();
+            let ids = self.subscribers.clone();
             for id in ids {
                 if let Some(c) = self.clients.get_mut(&id) {
                     for l in &lines {
@@ -813,7 +793,7 @@ impl Server {
                 self.update(id);
             }
         }
-        let ids: Vec<ClientId> = self.waiters.iter().copied().collect();
+        let ids = self.waiters.clone();
         for id in ids {
             let Some(c) = self.clients.get_mut(&id) else {
                 continue;
@@ -840,7 +820,7 @@ impl Server {
             return;
         }
         let encoded = proto::encode_log(name, line);
-        let ids: Vec<ClientId> = self.followers.iter().copied().collect();
+        let ids = self.followers.clone();
         for id in ids {
             if let Some(c) = self.clients.get_mut(&id)
                 && let Phase::Logs { name: filter } = &c.phase

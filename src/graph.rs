@@ -250,7 +250,8 @@ fn set(v: &mut [u8], i: usize, x: u8) {
     }
 }
 
-fn set_bool(v: &mut [bool], i: usize) {
+/// Sets `v[i]`; an index out of range is ignored.
+pub(crate) fn set_bool(v: &mut [bool], i: usize) {
     if let Some(c) = v.get_mut(i) {
         *c = true;
     }

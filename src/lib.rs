@@ -11,6 +11,7 @@ pub mod graph;
 pub mod health;
 pub mod proto;
 pub mod service;
+pub mod sorted;
 pub mod spec;
 pub mod supervisor;
 pub mod validate;

@@ -131,6 +131,7 @@ use std::time::{Duration, Instant};
 
 use crate::graph::{Edge, Graph};
 use crate::service::{self, Input, Output, Service, Want};
+use crate::sorted;
 use crate::spec::{Config, Kind, ServiceSpec, StartMode};
 
 pub use crate::graph::Svc;
@@ -694,9 +695,7 @@ impl Supervisor {
             let Some(spec) = spec else { continue };
             if o < old_n {
                 summary.removed.push(spec.name.clone());
-                if let Err(i) = self.removed.binary_search(&spec.name) {
-                    self.removed.insert(i, spec.name.clone());
-                }
+                sorted::insert(&mut self.removed, spec.name.clone());
             }
             if s.pid.is_some() {
                 if let Some(m) = map.get_mut(o) {
@@ -707,9 +706,7 @@ impl Supervisor {
             }
         }
         for spec in &self.config.services {
-            if let Ok(i) = self.removed.binary_search(&spec.name) {
-                self.removed.remove(i);
-            }
+            sorted::remove(&mut self.removed, spec.name.as_str());
         }
         let remap = |a: Svc| map.get(a).copied().flatten();
         for s in &mut svcs {
@@ -1292,7 +1289,7 @@ impl Supervisor {
 
     /// Why a reference to `name`, which is not loaded, holds a service.
     fn missing(&self, name: &str) -> String {
-        if self.removed.binary_search_by(|r| r.as_str().cmp(name)).is_ok() {
+        if sorted::contains(&self.removed, name) {
             format!("dependency {name} was removed")
         } else {
             format!("dependency {name} is not loaded")
