@@ -613,7 +613,7 @@ max-connections = 10
         assert_eq!(s.working_directory, Some("/srv/web".into()));
         let u = s.user.unwrap();
         assert_eq!((u.uid, u.gid), (0, 0));
-        assert_eq!(u.groups().first(), Some(&0));
+        assert_eq!(u.groups.first(), Some(&0));
         assert_eq!(s.umask, Some(0o027));
         assert_eq!(s.start_delay, Duration::from_secs(1));
         assert!(!s.autostart && s.oneshot);

@@ -143,7 +143,7 @@ impl Plan {
         }
         plan.umask = spec.umask;
         if let Some(c) = &spec.user {
-            let mut groups = c.groups().to_vec();
+            let mut groups = c.groups.to_vec();
             // As initgroups(3) does: the primary group is one of the supplementary groups.
             if !groups.contains(&c.gid) {
                 groups.insert(0, c.gid);

@@ -111,12 +111,6 @@ pub struct Credentials {
     pub groups: Box<[u32]>,
 }
 
-impl Credentials {
-    pub fn groups(&self) -> &[u32] {
-        &self.groups
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ready {
     /// `healthy` when a health check exists, exit success for a oneshot, else `started`.
