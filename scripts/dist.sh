@@ -36,13 +36,16 @@ small() { # RUSTFLAGS CARGO-ARGS...
 	RUSTC_BOOTSTRAP=1 RUSTFLAGS="$flags" CARGO_TARGET_DIR="$BUILD" CARGO_PROFILE_RELEASE_STRIP=false \
 		cargo build --release --locked -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size "$@"
 }
-# The order file for $BIN's symbols: LLVM's outlined sequences (OUTLINED_FUNCTION_n, numbered anew by
+# $BIN's symbol table, one `symbol<TAB>demangled name` per line.
+symbols() {
+	paste -d '\t' <(nm --defined-only "$BIN" | cut -d' ' -f3-) <(nm -C --defined-only "$BIN" | cut -d' ' -f3-)
+}
+# The order file from that table: LLVM's outlined sequences (OUTLINED_FUNCTION_n, numbered anew by
 # each build, 8.5 KB in all, called from everywhere), then every symbol whose demangled name is
 # listed, in the list's order.
 order() {
-	paste -d '\t' <(nm --defined-only "$BIN" | cut -d' ' -f3-) <(nm -C --defined-only "$BIN" | cut -d' ' -f3-) |
-		awk -F '\t' 'NR == FNR { hot[$0] = NR; next } /^OUTLINED_FUNCTION_/ { print 0 "\t" $1 }
-			($2 in hot) { print hot[$2] "\t" $1 }' scripts/hot-functions.txt - | sort -n -s -k1,1 | cut -f2
+	awk -F '\t' 'NR == FNR { hot[$0] = NR; next } /^OUTLINED_FUNCTION_/ { print 0 "\t" $1 }
+		($2 in hot) { print hot[$2] "\t" $1 }' scripts/hot-functions.txt "$BUILD/symbols.tsv" | sort -n -s -k1,1 | cut -f2
 }
 # Copies a binary into place by rename, so that a copy still running (a test, a benchmark) does not
 # make the copy fail with ETXTBSY.
@@ -60,14 +63,15 @@ ship() {
 }
 rustup component add rust-src > /dev/null 2>&1 || true
 if small "$BASE $LLD" "$@"; then
-	if order > "$ORDER.new" 2> /dev/null && [ -s "$ORDER.new" ] && ! cmp -s "$ORDER.new" "$ORDER"; then
+	symbols > "$BUILD/symbols.tsv" 2> /dev/null || : > "$BUILD/symbols.tsv"
+	if order > "$ORDER.new" && [ -s "$ORDER.new" ] && ! cmp -s "$ORDER.new" "$ORDER"; then
 		mv "$ORDER.new" "$ORDER"
-		touch src/main.rs # relink with the new order
+		touch src/main.rs # relink with the new order (the symbols stay the same)
 		small "$BASE $LLD" "$@"
 	fi
 	rm -f "$ORDER.new"
 	listed=$(wc -l < scripts/hot-functions.txt)
-	found=$(nm -C --defined-only "$BIN" 2> /dev/null | cut -d' ' -f3- | sort -u |
+	found=$(cut -f2 "$BUILD/symbols.tsv" | sort -u |
 		awk 'NR == FNR { hot[$0] = 1; next } ($0 in hot) { n++ } END { print n + 0 }' scripts/hot-functions.txt -)
 	echo "dist.sh: code layout: $(wc -l < "$ORDER") symbols placed first; $found of $listed listed functions found"
 	if [ $((found * 10)) -lt $((listed * 9)) ]; then
