@@ -14,13 +14,7 @@
 set -eu
 SECS="${1:-60}"
 ROUNDS="${ROUNDS:-1}"
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
-if [ -z "${INIT_BIN:-}" ]; then
-    INIT_BIN="$TARGET/dist/init" # scripts/dist.sh: the shipped binary
-    [ -x "$INIT_BIN" ] || INIT_BIN="$TARGET/x86_64-unknown-linux-musl/release/init"
-fi
-INIT="$INIT_BIN"
+. "$(dirname "$0")/init-bin.sh"
 BENCH_CACHE="${BENCH_CACHE:-/var/tmp/ankh-bench}"
 HORUST="${HORUST:-$(command -v horust || true)}"
 [ -n "$HORUST" ] || { [ -x "$BENCH_CACHE/cargo/bin/horust" ] && HORUST="$BENCH_CACHE/cargo/bin/horust"; } || true
@@ -30,7 +24,6 @@ PIDS=""
 cleanup() { for p in $PIDS; do kill "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
 trap cleanup EXIT INT TERM
 
-[ -x "$INIT" ] || { echo "no init binary at $INIT (bash scripts/dist.sh, or set INIT_BIN)" >&2; exit 1; }
 HZ="$(getconf CLK_TCK)"
 echo "init: $INIT ($(stat -c %s "$INIT") bytes); $(nproc) cores; $(uname -r)"
 

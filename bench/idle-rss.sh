@@ -12,10 +12,7 @@
 #   usage (root, repo root): bench/idle-rss.sh [ROUNDS]    env: INIT_BIN (default target/dist/init)
 set -euo pipefail
 ROUNDS=${1:-2}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-INIT=${INIT_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/dist/init}
-[ -x "$INIT" ] || { echo "no init at $INIT (bash scripts/dist.sh, or set INIT_BIN)" >&2; exit 1; }
-INIT=$(realpath "$INIT")
+. "$(dirname "$0")/init-bin.sh"
 T=$(mktemp -d /tmp/ankh-idle-rss.XXXXXX)
 P=
 cleanup() { [ -n "$P" ] && kill "$P" 2> /dev/null; rm -rf "$T"; }

@@ -14,14 +14,7 @@ SECS="${1:-30}"
 STEP="${2:-3}"
 SETTLE="${SETTLE:-3}"
 PAD="${PAD:-0}" # PAD=N: N more bytes on every line (longer lines, fewer of them per ring)
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
-if [ -z "${INIT_BIN:-}" ]; then
-    INIT_BIN="$TARGET/dist/init" # scripts/dist.sh: the shipped binary
-    [ -x "$INIT_BIN" ] || INIT_BIN="$TARGET/x86_64-unknown-linux-musl/release/init"
-fi
-INIT="$INIT_BIN"
-[ -x "$INIT" ] || { echo "no init binary at $INIT (bash scripts/dist.sh, or set INIT_BIN)" >&2; exit 1; }
+. "$(dirname "$0")/init-bin.sh"
 TMP="$(mktemp -d /tmp/ankh-logs-bench.XXXXXX)"
 PIDS=""
 cleanup() { for p in $PIDS; do kill "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
