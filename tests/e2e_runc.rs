@@ -143,7 +143,7 @@ impl Container {
     }
 
     fn output(&self) -> String {
-        self.run.as_ref().map(Standalone::output).unwrap_or_default()
+        self.run.as_ref().map(|r| r.output()).unwrap_or_default()
     }
 }
 

@@ -357,8 +357,9 @@ fn reader(mut src: impl Read + Send + 'static, buf: Arc<Mutex<Captured>>, which:
     })
 }
 
-/// A running child with its output captured: the part `Pid1` and `Standalone` share.
-struct Proc {
+/// A running child with its output captured: the part `Pid1` and `Standalone` share (both deref
+/// to it).
+pub struct Proc {
     child: Child,
     buf: Arc<Mutex<Captured>>,
     readers: Vec<JoinHandle<()>>,
@@ -381,24 +382,45 @@ impl Proc {
         Proc { child, buf, readers, status: None, what }
     }
 
-    fn pid(&self) -> i32 {
+    /// The spawned process's pid (for `Pid1`: unshare's).
+    pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }
 
-    fn output(&self) -> String {
+    /// What was run, for failure messages.
+    pub fn what(&self) -> &str {
+        &self.what
+    }
+
+    /// stdout and stderr, interleaved as they arrived.
+    pub fn output(&self) -> String {
         String::from_utf8_lossy(&self.buf.lock().unwrap().all).into_owned()
     }
 
-    fn stdout(&self) -> String {
+    pub fn stdout(&self) -> String {
         String::from_utf8_lossy(&self.buf.lock().unwrap().stdout).into_owned()
     }
 
-    fn stderr(&self) -> String {
+    pub fn stderr(&self) -> String {
         String::from_utf8_lossy(&self.buf.lock().unwrap().stderr).into_owned()
     }
 
-    fn wait_output(&self, needle: &str, timeout: Duration) -> bool {
+    /// Poll the captured output until it contains `needle`; false after `timeout`.
+    pub fn wait_output(&self, needle: &str, timeout: Duration) -> bool {
         poll_until(timeout, || self.output().contains(needle))
+    }
+
+    /// Like `wait_output`, but panics with the output so far when it does not appear.
+    pub fn expect_output(&self, needle: &str, timeout: Duration) {
+        if !self.wait_output(needle, timeout) {
+            panic!("expected {needle:?} within {timeout:?}; output so far:\n{}", self.output());
+        }
+    }
+
+    /// Exit code (128+N for signal N); `None` after `timeout`. For `Pid1` this is unshare's
+    /// status, which is wrong when PID 1 was SIGKILLed (see `Pid1`).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        self.wait_status(timeout).map(status_code)
     }
 
     /// Reap the child if it has exited (non-blocking); returns its status once known.
@@ -580,44 +602,22 @@ impl Pid1 {
         send(pid, sig).unwrap_or_else(|e| panic!("kill({pid}, {sig:?}): {e}"));
     }
 
-    /// stdout and stderr, interleaved as they arrived.
-    pub fn output(&self) -> String {
-        self.proc.output()
-    }
-
-    pub fn stdout(&self) -> String {
-        self.proc.stdout()
-    }
-
-    pub fn stderr(&self) -> String {
-        self.proc.stderr()
-    }
-
-    /// Poll the captured output until it contains `needle`; false after `timeout`.
-    pub fn wait_output(&self, needle: &str, timeout: Duration) -> bool {
-        self.proc.wait_output(needle, timeout)
-    }
-
-    /// Like `wait_output`, but panics with the output so far when it does not appear.
-    pub fn expect_output(&self, needle: &str, timeout: Duration) {
-        if !self.wait_output(needle, timeout) {
-            panic!("expected {needle:?} within {timeout:?}; output so far:\n{}", self.output());
-        }
-    }
-
-    /// Wait until unshare exits; its status as a shell shows it (see the type's note on SIGKILL).
-    /// `None` after `timeout`.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
-        self.proc.wait_status(timeout).map(status_code)
-    }
-
     /// Host pids of every process in the namespace below PID 1.
     pub fn processes(&self) -> Vec<i32> {
         self.host_pid.map(descendants).unwrap_or_default()
     }
+}
 
-    pub fn what(&self) -> &str {
-        &self.proc.what
+impl std::ops::Deref for Pid1 {
+    type Target = Proc;
+    fn deref(&self) -> &Proc {
+        &self.proc
+    }
+}
+
+impl std::ops::DerefMut for Pid1 {
+    fn deref_mut(&mut self) -> &mut Proc {
+        &mut self.proc
     }
 }
 
@@ -655,44 +655,26 @@ impl Standalone {
         Standalone { proc: Proc::spawn(cmd) }
     }
 
-    pub fn pid(&self) -> i32 {
-        self.proc.pid()
-    }
-
     pub fn signal(&self, sig: Signal) {
         send(self.pid(), sig).unwrap_or_else(|e| panic!("kill({}, {sig:?}): {e}", self.pid()));
-    }
-
-    pub fn output(&self) -> String {
-        self.proc.output()
-    }
-
-    pub fn stdout(&self) -> String {
-        self.proc.stdout()
-    }
-
-    pub fn stderr(&self) -> String {
-        self.proc.stderr()
-    }
-
-    pub fn wait_output(&self, needle: &str, timeout: Duration) -> bool {
-        self.proc.wait_output(needle, timeout)
-    }
-
-    pub fn expect_output(&self, needle: &str, timeout: Duration) {
-        if !self.wait_output(needle, timeout) {
-            panic!("expected {needle:?} within {timeout:?}; output so far:\n{}", self.output());
-        }
-    }
-
-    /// Exit code (128+N for signal N); `None` after `timeout`.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
-        self.proc.wait_status(timeout).map(status_code)
     }
 
     /// Host pids of every process below init (its services and their children).
     pub fn processes(&self) -> Vec<i32> {
         descendants(self.pid())
+    }
+}
+
+impl std::ops::Deref for Standalone {
+    type Target = Proc;
+    fn deref(&self) -> &Proc {
+        &self.proc
+    }
+}
+
+impl std::ops::DerefMut for Standalone {
+    fn deref_mut(&mut self) -> &mut Proc {
+        &mut self.proc
     }
 }
 
